@@ -1,0 +1,56 @@
+"""Build a site's devices, each with its own key, wired to its link towards the edge.
+
+Cameras and LiDARs send heartbeats here; their image and scan streams are the twin-fidelity
+work (issue 3) and plug in as further Device subclasses.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import simpy
+
+from cangtwin.devices.climate import ClimateSensor
+from cangtwin.devices.device import Device, Tap
+from cangtwin.devices.gate_devices import LoopDetector, RfidReader
+from cangtwin.devices.positioning import PositioningTag
+from cangtwin.devices.weighbridge import WeighbridgeDevice
+from cangtwin.twin.rng import RandomStreams
+from cangtwin.twin.warehouse import Warehouse
+
+SendFactory = Callable[[str], Callable[[bytes], None]]
+
+
+def build_fleet(
+    env: simpy.Environment, warehouse: Warehouse, streams: RandomStreams, send_for: SendFactory, tap: Tap
+) -> dict[str, Device]:
+    """One device per site entry; `send_for(device_id)` gives the link that device sends on."""
+    spec = warehouse.spec
+    rates = spec.rates
+    keys = streams.get("devices.keys")
+    fleet: dict[str, Device] = {}
+    for entry in spec.devices:
+        common = dict(
+            env=env,
+            device_id=entry.id,
+            device_type=entry.type,
+            key=keys.bytes(32),
+            rng=streams.get(f"device.{entry.id}"),
+            send=send_for(entry.id),
+            tap=tap,
+            heartbeat_s=rates.heartbeat_s,
+        )
+        if entry.type == "weighbridge":
+            device: Device = WeighbridgeDevice(**common, warehouse=warehouse, scale_id=entry.weighbridge, rate_hz=rates.scale_hz)
+        elif entry.type == "rfid-reader":
+            device = RfidReader(**common, warehouse=warehouse, gate_id=entry.gate)
+        elif entry.type == "gate-sensor":
+            device = LoopDetector(**common, warehouse=warehouse, gate_id=entry.gate)
+        elif entry.type == "positioning-tag":
+            device = PositioningTag(**common, warehouse=warehouse, forklift_id=entry.forklift, rate_hz=rates.positioning_hz)
+        elif entry.type == "climate-sensor":
+            device = ClimateSensor(**common, warehouse=warehouse, period_s=rates.climate_s)
+        else:
+            device = Device(**common)
+        fleet[entry.id] = device
+    return fleet

@@ -1,0 +1,51 @@
+"""unauthorized-outbound: pledged lots really leave on a truck, with no release order.
+
+The injector only dispatches a truck in the twin, exactly as an honest outbound would be;
+whether anything notices is up to the devices and the platform. Onset is the moment the
+truck carrying the goods clears the gate.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import simpy
+
+from cangtwin.fraud.label import Label
+from cangtwin.twin.warehouse import Warehouse
+
+MINIMUM_LOTS = 1  # one pledged lot out of the gate must be caught
+
+
+def inject_unauthorized_outbound(
+    env: simpy.Environment,
+    warehouse: Warehouse,
+    label_id: str,
+    at: float,
+    lots: list[str],
+    record: Callable[[Label], None],
+) -> Label:
+    value = sum(warehouse.lots[lot].mass_kg for lot in lots)
+    label = Label(
+        id=label_id,
+        kind="unauthorized-outbound",
+        fault=False,
+        targets=[f"lot:{lot}" for lot in lots],
+        injected_at=at,
+        magnitude=len(lots),
+        magnitude_unit="lots",
+        primary_rules=["outbound-unauthorized"],
+        secondary_rules=["inventory-mismatch"],
+        detail={"mass_kg": round(value, 1), "via": "gate"},
+    )
+
+    def on_left(left: list[str], t: float) -> None:
+        label.onset = t
+        label.detail["lots_left"] = left
+        record(label)
+
+    def start(_event: simpy.Event) -> None:
+        warehouse.outbound(list(lots), on_left=on_left)
+
+    env.timeout(at - env.now).callbacks.append(start)
+    return label

@@ -1,0 +1,1 @@
+"""The cloud aggregation service: registry, collateral book, trust rules and alerts."""

@@ -1,0 +1,132 @@
+"""The cloud aggregation service: idempotent ingest from the edges, shadows, book, alerts.
+
+At-least-once on the wire becomes exactly-once in effect: each (site, outbox sequence) is
+applied once, and the ack is sent only after the batch is applied.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+from cangtwin.platform.clock import Clock
+from cangtwin.platform.cloud.alert_desk import AlertDesk
+from cangtwin.platform.cloud.book import CollateralBook, Lot
+from cangtwin.platform.cloud.dedupe import SeenRanges
+from cangtwin.platform.processing import ServiceQueue
+from cangtwin.platform.records import (
+    Alert,
+    BookSync,
+    EdgeHeartbeat,
+    GateEvent,
+    Observation,
+    Rejection,
+    UplinkAck,
+    batch_decoder,
+    record_decoder,
+    record_encoder,
+)
+
+Tap = Callable[[str, object], None]
+
+
+@dataclass
+class DeviceShadow:
+    """The cloud's last word on a device: when it was heard and what it said last, per kind."""
+
+    last_seen: float = float("-inf")
+    last: dict[str, float] = field(default_factory=dict)  # kind → device clock
+
+
+@dataclass(frozen=True)
+class CloudTiming:
+    per_batch_s: float = 0.002
+    per_record_s: float = 0.00002
+
+
+class CloudService:
+    def __init__(self, clock: Clock, book: CollateralBook, tap: Tap, timing: CloudTiming = CloudTiming()) -> None:
+        self.clock = clock
+        self.book = book
+        self.tap = tap
+        self.desk = AlertDesk()
+        self.shadows: dict[str, DeviceShadow] = {}
+        self.queue = ServiceQueue(clock, timing.per_batch_s, timing.per_record_s)
+        self._seen: dict[str, SeenRanges] = {}
+        self._downlinks: dict[str, Callable[[bytes], None]] = {}
+        self._edge_book_version: dict[str, int] = {}
+        self.records_applied = 0
+        self.duplicates = 0
+        self.rejections_reported: Counter[str] = Counter()
+
+    def connect_edge(self, site: str, send_downlink: Callable[[bytes], None]) -> None:
+        self._downlinks[site] = send_downlink
+        self._seen.setdefault(site, SeenRanges())
+        self.sync_edge(site)
+
+    def sync_edge(self, site: str) -> None:
+        """Send the edge its slice of the book (pledges, releases, tags)."""
+        lots = {lot.id: lot for lot in self.book.lots.values() if lot.site == site}
+        command = BookSync(
+            site=site,
+            version=self.book.version,
+            pledged={lid: loan for lid, loan in sorted(self.book.pledges.items()) if lid in lots},
+            released=sorted(lid for lid in self.book.released if lid in lots),
+            tags={lid: lot.tag for lid, lot in sorted(lots.items())},
+        )
+        self._downlinks[site](record_encoder.encode(command))
+
+    def book_changed(self) -> None:
+        """Push the new book to every edge (bank actions and inbound goods both change it)."""
+        for site in sorted(self._downlinks):
+            self.sync_edge(site)
+
+    def on_uplink(self, data: bytes) -> None:
+        received_at = self.clock.now()
+        batch = batch_decoder.decode(data)
+        self.queue.submit(lambda: self._apply(batch, received_at), items=len(batch.entries))
+
+    def _apply(self, batch, received_at: float) -> None:
+        seen = self._seen.setdefault(batch.site, SeenRanges())
+        book_version = self.book.version
+        for seq, raw in batch.entries:
+            if not seen.add(seq):
+                self.duplicates += 1
+                continue
+            self.records_applied += 1
+            self._apply_record(batch.site, record_decoder.decode(raw), received_at)
+        self._downlinks[batch.site](record_encoder.encode(UplinkAck(batch.site, [seq for seq, _ in batch.entries])))
+        if self.book.version != book_version:
+            self.book_changed()
+
+    def _apply_record(self, site: str, record: object, received_at: float) -> None:
+        now = self.clock.now()
+        if isinstance(record, Observation):
+            shadow = self.shadows.setdefault(record.device, DeviceShadow())
+            shadow.last_seen = max(shadow.last_seen, record.clock)
+            shadow.last[record.kind] = record.clock
+        elif isinstance(record, Alert):
+            case = self.desk.raise_alert(record, received_at, visible_at=now)
+            if case is not None:
+                self.tap("cloud.alert", case)
+        elif isinstance(record, GateEvent):
+            self._apply_gate_event(site, record)
+        elif isinstance(record, Rejection):
+            self.rejections_reported[record.reason] += 1
+        elif isinstance(record, EdgeHeartbeat):
+            self._edge_book_version[site] = record.book_version
+            if record.book_version < self.book.version:
+                self.sync_edge(site)
+
+    def _apply_gate_event(self, site: str, event: GateEvent) -> None:
+        if event.direction == "out":
+            self.book.record_outbound(list(event.lots))
+        else:
+            # Goods arriving with tags the book has not seen become new, unpledged lots; their
+            # receipt details (commodity, weight) follow from the keeper's inbound registration.
+            for tag in event.unknown_tags:
+                if tag in self.book.lots:
+                    continue
+                self.book.add_lot(Lot(id=tag, tag=tag, site=site, commodity="unregistered", mass_kg=0.0, bay=None))
+        self.tap("cloud.gate", event)

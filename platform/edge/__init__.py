@@ -1,0 +1,1 @@
+"""The edge supervision system: one per warehouse, autonomous while offline."""

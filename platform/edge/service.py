@@ -1,0 +1,190 @@
+"""The edge supervision system of one warehouse.
+
+It admits device frames, fuses them into business events, runs the local trust rules (which
+keep alerting while the uplink is down: 边缘自治) and forwards everything through the durable
+outbox. Alerts leave first after a reconnect because they have the highest priority.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from cangtwin.platform.clock import Clock
+from cangtwin.platform.edge.auth import DeviceAuthenticator, DeviceRecord
+from cangtwin.platform.edge.fusion import GateFusion, Passage
+from cangtwin.platform.processing import ServiceQueue
+from cangtwin.platform.records import (
+    BookSync,
+    EdgeHeartbeat,
+    GateEvent,
+    Observation,
+    Rejection,
+    UplinkAck,
+    UplinkBatch,
+    downlink_decoder,
+    record_encoder,
+)
+from cangtwin.platform.rules.base import BookView
+from cangtwin.platform.rules.engine import RuleEngine
+from cangtwin.platform.rules.ruleset import RuleSet
+from cangtwin.platform.thing_model import ThingModel
+from cangtwin.platform.wire import WireError
+
+Tap = Callable[[str, object], None]
+
+PRIORITY_ALERT, PRIORITY_EVENT, PRIORITY_TELEMETRY = 0, 1, 2
+# Frames and scans are analysed at the edge (计算卸载); only their derived events go up.
+BULKY_KINDS = frozenset({"analysis_frame", "full_frame", "scan"})
+
+
+class Outbox(Protocol):
+    def append_many(self, items: list[tuple[bytes, int]], now: float) -> list[int]: ...
+    def next_batch(self, max_items: int, now: float) -> list: ...
+    def ack(self, seqs: list[int]) -> None: ...
+
+
+@dataclass(frozen=True)
+class EdgeTiming:
+    """Modelled service time and the store-and-forward knobs of the uplink."""
+
+    per_message_s: float = 0.0002
+    heartbeat_s: float = 10.0
+    linger_s: float = 0.01
+    ack_timeout_s: float = 5.0
+    batch_size: int = 1000
+
+
+class EdgeService:
+    def __init__(
+        self,
+        site: str,
+        clock: Clock,
+        devices: dict[str, DeviceRecord],
+        models: dict[str, ThingModel],
+        ruleset: RuleSet,
+        outbox: Outbox,
+        send_uplink: Callable[[bytes], None],
+        tap: Tap,
+        timing: EdgeTiming = EdgeTiming(),
+    ) -> None:
+        self.site = site
+        self.clock = clock
+        self.devices = devices
+        self.engine = RuleEngine(ruleset, site)
+        integrity = self.engine.params("message-integrity")
+        self.auth = DeviceAuthenticator(
+            devices,
+            models,
+            max_clock_skew_s=integrity.max_clock_skew_s if integrity else 5.0,
+            replay_window=integrity.replay_window if integrity else 256,
+        )
+        self.fusion = GateFusion(site)
+        self.book = BookView()
+        self.outbox = outbox
+        self.send_uplink = send_uplink
+        self.tap = tap
+        self.timing = timing
+        self.queue = ServiceQueue(clock, timing.per_message_s)
+        self.accepted = 0
+        self.rejected: Counter[str] = Counter()
+        self._pending: list[tuple[bytes, int]] = []
+        self._flush_scheduled = False
+        self._in_flight: tuple[int, ...] | None = None
+        self._batches_sent = 0
+
+    def start(self) -> None:
+        self._heartbeat()
+
+    # --- device side -------------------------------------------------------------------------
+    def on_frame(self, frame: bytes) -> None:
+        """Entry point for every device frame, whatever transport carried it."""
+        received_at = self.clock.now()
+        self.queue.submit(lambda: self._process(frame, received_at))
+
+    def _process(self, frame: bytes, received_at: float) -> None:
+        try:
+            envelope, payload = self.auth.admit(frame, received_at)
+        except WireError as err:
+            self.rejected[err.reason] += 1
+            rejection = Rejection(err.reason.value, err.detail, err.device, received_at)
+            self.tap("edge.reject", rejection)
+            self._emit(rejection, PRIORITY_EVENT)
+            self._run_rules(rejection)
+            return
+        self.accepted += 1
+        device = self.devices[envelope.device]
+        if envelope.kind == "tag_read":
+            self.fusion.add_read(device.attrs["gate"], payload.tag, envelope.clock)
+        elif envelope.kind == "passage":
+            passage = Passage(device.attrs["gate"], payload.direction, envelope.clock, received_at)
+            self.clock.call_later(self.fusion.grace_s, lambda: self._close_passage(passage))
+        if envelope.kind not in BULKY_KINDS:
+            self._emit(
+                Observation(envelope.device, envelope.kind, envelope.seq, envelope.clock, received_at, envelope.payload),
+                PRIORITY_TELEMETRY,
+            )
+
+    def _close_passage(self, passage: Passage) -> None:
+        event = self.fusion.close(passage, self.book)
+        self.tap("edge.gate", event)
+        self._emit(event, PRIORITY_EVENT)
+        self._run_rules(event)
+
+    def _run_rules(self, event: GateEvent | Rejection) -> None:
+        for alert in self.engine.evaluate(event, self.book, raised_at=self.clock.now()):
+            self.tap("edge.alert", alert)
+            self._emit(alert, PRIORITY_ALERT)
+
+    # --- uplink ------------------------------------------------------------------------------
+    def _emit(self, record: object, priority: int) -> None:
+        self._pending.append((record_encoder.encode(record), priority))
+        if len(self._pending) >= self.timing.batch_size:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.clock.call_later(self.timing.linger_s, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._pending:
+            self.outbox.append_many(self._pending, self.clock.now())
+            self._pending = []
+        self._pump()
+
+    def _pump(self) -> None:
+        if self._in_flight is not None:
+            return
+        entries = self.outbox.next_batch(self.timing.batch_size, self.clock.now())
+        if not entries:
+            return
+        self._in_flight = tuple(e.seq for e in entries)
+        self._batches_sent += 1
+        batch_no = self._batches_sent
+        self.send_uplink(record_encoder.encode(UplinkBatch(self.site, [(e.seq, e.payload) for e in entries])))
+        self.clock.call_later(self.timing.ack_timeout_s, lambda: self._ack_timeout(batch_no))
+
+    def _ack_timeout(self, batch_no: int) -> None:
+        if self._in_flight is not None and batch_no == self._batches_sent:
+            self._in_flight = None  # resend: at-least-once, the cloud dedupes
+            self._pump()
+
+    # --- downlink ----------------------------------------------------------------------------
+    def on_downlink(self, data: bytes) -> None:
+        message = downlink_decoder.decode(data)
+        if isinstance(message, UplinkAck):
+            self.outbox.ack(message.seqs)
+            if self._in_flight is not None and set(message.seqs) >= set(self._in_flight):
+                self._in_flight = None
+            self._pump()
+        elif isinstance(message, BookSync) and message.version > self.book.version:
+            self.book.version = message.version
+            self.book.pledged = dict(message.pledged)
+            self.book.released = set(message.released)
+            self.book.lot_by_tag = {tag: lot for lot, tag in message.tags.items()}
+            self.tap("edge.book-sync", message)
+
+    def _heartbeat(self) -> None:
+        self._emit(EdgeHeartbeat(self.site, self.clock.now(), self.book.version), PRIORITY_EVENT)
+        self.clock.call_later(self.timing.heartbeat_s, self._heartbeat)

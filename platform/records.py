@@ -1,0 +1,104 @@
+"""Immutable records that flow inside the platform and over the edge→cloud uplink.
+
+Like messages in a rule engine, a record is never changed after it is made: each stage
+builds a new one. They are tagged msgspec Structs so one decoder reads any of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class Observation(msgspec.Struct, frozen=True, tag="obs"):
+    """An accepted device message, as the edge forwards it for shadows and replay."""
+
+    device: str
+    kind: str
+    seq: int
+    clock: float
+    received_at: float
+    payload: msgspec.Raw
+
+
+class Rejection(msgspec.Struct, frozen=True, tag="reject"):
+    """A frame the edge refused; `device` is the claimed sender when the envelope named one."""
+
+    reason: str
+    detail: str
+    device: str | None
+    received_at: float
+
+
+class GateEvent(msgspec.Struct, frozen=True, tag="gate"):
+    """Fusion of a vehicle passage with the RFID reads around it: goods crossing a gate."""
+
+    id: str
+    site: str
+    gate: str
+    direction: str
+    lots: tuple[str, ...]
+    unknown_tags: tuple[str, ...]
+    event_time: float
+    received_at: float
+
+
+class Alert(msgspec.Struct, frozen=True, tag="alert"):
+    """A rule verdict. `event_time` is when the evidence happened; `raised_at` is edge time."""
+
+    id: str
+    rule: str
+    category: str
+    severity: str
+    section: str
+    site: str
+    targets: tuple[str, ...]
+    event_time: float
+    observed_at: float
+    raised_at: float
+    ruleset: str
+    summary: str
+    detail: dict[str, Any] = {}
+
+
+class EdgeHeartbeat(msgspec.Struct, frozen=True, tag="edge-heartbeat"):
+    """The edge's own liveness, and the book version it holds (so the cloud knows to resend)."""
+
+    site: str
+    at: float
+    book_version: int
+
+
+UplinkRecord = Observation | Rejection | GateEvent | Alert | EdgeHeartbeat
+
+record_encoder = msgspec.msgpack.Encoder()
+record_decoder = msgspec.msgpack.Decoder(UplinkRecord)
+
+
+class UplinkBatch(msgspec.Struct, frozen=True):
+    """Outbox entries in flight to the cloud: (edge sequence number, encoded record)."""
+
+    site: str
+    entries: list[tuple[int, bytes]]
+
+
+class UplinkAck(msgspec.Struct, frozen=True, tag="ack"):
+    """The cloud's receipt: these sequence numbers are committed and may leave the outbox."""
+
+    site: str
+    seqs: list[int]
+
+
+class BookSync(msgspec.Struct, frozen=True, tag="book-sync"):
+    """Command down to the edge: which lots are pledged (lot → loan) and which are released."""
+
+    site: str
+    version: int
+    pledged: dict[str, str]
+    released: list[str]
+    tags: dict[str, str]
+
+
+batch_decoder = msgspec.msgpack.Decoder(UplinkBatch)
+downlink_decoder = msgspec.msgpack.Decoder(UplinkAck | BookSync)

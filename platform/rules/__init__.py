@@ -1,0 +1,1 @@
+"""Trust rules: bank-editable rule files and one Python class per rule kind."""

@@ -1,0 +1,67 @@
+"""What every rule kind shares: its file entry, its context, and the verdicts it returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from cangtwin.platform.config_file import StrictModel
+
+Category = Literal["physical", "ownership", "value", "integrity"]
+Severity = Literal["info", "warning", "major", "critical"]
+# T/NIFA 10-2025 sections; only the table of contents is public, so each mapping is ours.
+Section = Literal[
+    "4.4 质物监管",
+    "4.5 出入库监管",
+    "4.6 质押变更与解除",
+    "4.7 质物价值重估",
+    "5 数字化能力要求",
+    "6 风险控制",
+]
+
+
+class RuleEntry(StrictModel):
+    """Fields common to every rule in a rule file; each kind adds its own `params`."""
+
+    id: str
+    category: Category
+    severity: Severity
+    section: Section
+    section_mapping: Literal["ours"] = "ours"
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A rule's verdict before the engine stamps identity, rule metadata and times on it."""
+
+    targets: tuple[str, ...]
+    event_time: float
+    observed_at: float
+    summary: str
+    dedupe_key: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class BookView:
+    """The edge's copy of the collateral book, kept current by `BookSync` commands."""
+
+    def __init__(self) -> None:
+        self.version = -1
+        self.pledged: dict[str, str] = {}
+        self.released: set[str] = set()
+        self.lot_by_tag: dict[str, str] = {}
+
+
+class Rule:
+    """One rule kind. Subclasses declare `kind`, the events they consume, and `evaluate`."""
+
+    kind: ClassVar[str]
+    consumes: ClassVar[tuple[type, ...]]
+
+    def __init__(self, entry: RuleEntry) -> None:
+        self.entry = entry
+        self.params = entry.params  # type: ignore[attr-defined]
+
+    def evaluate(self, event: Any, book: BookView) -> list[Finding]:
+        raise NotImplementedError

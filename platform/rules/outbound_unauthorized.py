@@ -1,0 +1,48 @@
+"""outbound-unauthorized: pledged goods leave through a gate with no release order."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pydantic
+
+from cangtwin.platform.config_file import StrictModel
+from cangtwin.platform.records import GateEvent
+from cangtwin.platform.rules.base import BookView, Finding, Rule, RuleEntry
+
+
+class Params(StrictModel):
+    # Unknown tags leaving the site are suspicious (a swapped or cloned tag) but are not
+    # pledged goods as far as the book knows; banks choose whether they alert.
+    alert_on_unknown_tags: bool = False
+    min_lots: int = pydantic.Field(default=1, ge=1, le=1000)
+
+
+class Entry(RuleEntry):
+    kind: Literal["outbound-unauthorized"]
+    params: Params = Params()
+
+
+class OutboundUnauthorized(Rule):
+    kind = "outbound-unauthorized"
+    consumes = (GateEvent,)
+
+    def evaluate(self, event: GateEvent, book: BookView) -> list[Finding]:
+        if event.direction != "out":
+            return []
+        unreleased = tuple(lot for lot in event.lots if lot in book.pledged and lot not in book.released)
+        unknown = event.unknown_tags if self.params.alert_on_unknown_tags else ()
+        if len(unreleased) < self.params.min_lots and not unknown:
+            return []
+        targets = tuple(f"lot:{lot}" for lot in unreleased) + tuple(f"tag:{t}" for t in unknown)
+        loans = sorted({book.pledged[lot] for lot in unreleased})
+        return [
+            Finding(
+                targets=targets,
+                event_time=event.event_time,
+                observed_at=event.received_at,
+                summary=f"{len(unreleased)} pledged lot(s) left via gate {event.gate} with no release order",
+                dedupe_key=f"{event.gate}:{event.id}",
+                detail={"gate": event.gate, "gate_event": event.id, "loans": loans, "unknown_tags": list(unknown)},
+            )
+        ]

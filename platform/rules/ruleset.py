@@ -1,0 +1,77 @@
+"""Versioned rule files: load strictly, hash for the ledger, and instantiate the rule kinds.
+
+Adding a rule kind means one module with `Entry` (its file schema) and one `Rule` subclass,
+listed in `KINDS` below.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Union
+
+import pydantic
+
+from cangtwin.platform.config_file import InputError, StrictModel, load_yaml
+from cangtwin.platform.rules import message_integrity, outbound_unauthorized
+from cangtwin.platform.rules.base import Rule
+
+KINDS = {
+    "outbound-unauthorized": (outbound_unauthorized.Entry, outbound_unauthorized.OutboundUnauthorized),
+    "message-integrity": (message_integrity.Entry, message_integrity.MessageIntegrity),
+}
+
+AnyEntry = Annotated[
+    Union[tuple(entry for entry, _ in KINDS.values())],  # type: ignore[misc]
+    pydantic.Field(discriminator="kind"),
+]
+
+
+class RuleSetFile(StrictModel):
+    ruleset: str
+    version: int = pydantic.Field(ge=1)
+    rules: list[AnyEntry]
+
+    @pydantic.field_validator("rules")
+    @classmethod
+    def _unique_ids(cls, rules: list) -> list:
+        ids = [r.id for r in rules]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate rule id(s): {', '.join(dupes)}")
+        return rules
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """A loaded rule file; `label` (name@version#hash) is what alerts and the ledger cite."""
+
+    name: str
+    version: int
+    sha256: str
+    source: str
+    entries: tuple
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@{self.version}#{self.sha256[:12]}"
+
+    def instantiate(self) -> list[Rule]:
+        """Fresh rule objects (rules keep windowed state, so each engine gets its own)."""
+        return [KINDS[e.kind][1](e) for e in self.entries if e.enabled]
+
+
+def default_ruleset_path() -> Path:
+    return Path(__file__).parent / "default.yaml"
+
+
+def load_ruleset(path: str | Path | None = None) -> RuleSet:
+    """Load a rule file; raises InputError (file, line, field) and changes nothing on failure."""
+    path = Path(path) if path else default_ruleset_path()
+    parsed = load_yaml(path, RuleSetFile)
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:  # the file vanished between the two reads
+        raise InputError(str(path), None, None, f"cannot read: {exc}") from None
+    return RuleSet(parsed.ruleset, parsed.version, digest, str(path), tuple(parsed.rules))

@@ -1,0 +1,62 @@
+"""The `cangtwin` command line."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+import click
+import msgspec
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cangtwin.platform.config_file import InputError
+
+console = Console()
+errors = Console(stderr=True)
+
+
+@click.group()
+def main() -> None:
+    """cangtwin: digital twin and test harness for movable-asset-financing warehouses."""
+
+
+@main.command()
+@click.argument("scenarios", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
+              help="Folder for results; each run writes <out>/<scenario>-s<seed>/.")
+@click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
+def run(scenarios: tuple[Path, ...], out: Path, seed: int | None) -> None:
+    """Run scenario files in virtual time and report detections, latencies and criteria."""
+    from cangtwin.scenarios.result import build_result, passed
+    from cangtwin.scenarios.run import run_scenario
+    from cangtwin.scenarios.spec import load_scenario
+
+    try:
+        loaded = [load_scenario(path, seed) for path in scenarios]
+    except InputError as err:
+        errors.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    all_passed = True
+    for scenario in loaded:
+        folder = out / f"{scenario.spec.scenario}-s{scenario.spec.seed}"
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                          TimeElapsedColumn(), console=errors, transient=True) as bar:
+                task = bar.add_task(f"{scenario.spec.scenario} (seed {scenario.spec.seed})", total=1.0)
+                outcome = run_scenario(scenario, progress=lambda done: bar.update(task, completed=done))
+        except Exception:
+            (folder / "crash.log").write_text(traceback.format_exc())
+            errors.print(f"error: {scenario.source}: the run crashed; traceback in {folder / 'crash.log'}", markup=False)
+            sys.exit(3)
+        log_sha = outcome.log.write(folder / "events.jsonl")
+        result = build_result(outcome, log_sha)
+        (folder / "result.json").write_bytes(msgspec.json.format(msgspec.json.encode(result), indent=2) + b"\n")
+        from cangtwin.scenarios.report import print_summary
+
+        print_summary(console, result, scenario.site.spec.timezone)
+        console.print(f"wrote {folder / 'result.json'} and {folder / 'events.jsonl'}")
+        all_passed &= passed(result)
+    sys.exit(0 if all_passed else 1)

@@ -1,0 +1,104 @@
+"""Turn a finished run into its result: matches, metrics, criteria and provenance.
+
+Everything except the `wall` section is a function of scenario and seed only, so results of
+the same run compare equal across machines and processes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+
+import msgspec
+
+from cangtwin.scenarios.criteria import Criterion, Status, at_least, at_most, overall
+from cangtwin.scenarios.matching import MatchResult, match
+from cangtwin.scenarios.run import RunOutcome
+from cangtwin.scenarios.spec import Detect, NoAlerts, NoFalseAlarms, Rejections
+
+RESULT_FORMAT = "cangtwin.result/1"
+
+
+def code_version() -> str:
+    """Package version plus the git commit when run from a checkout."""
+    try:
+        version = metadata.version("cangtwin")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        return f"{version}+g{commit}"
+    except (OSError, subprocess.SubprocessError):
+        return version
+
+
+def evaluate(outcome: RunOutcome, matched: MatchResult) -> list[Criterion]:
+    criteria = []
+    for exp in outcome.scenario.spec.expectations:
+        if isinstance(exp, Detect):
+            detection = matched.detections.get(exp.label)
+            actual = None
+            if detection is not None and detection.rule == exp.rule:
+                actual = detection.bank_latency_s if exp.view == "bank" else detection.edge_latency_s
+            criteria.append(
+                at_most(f"{exp.rule} catches {exp.label} ({exp.view})", exp.success_s, exp.acceptable_s,
+                        None if actual is None else round(actual, 6), "s")
+            )
+        elif isinstance(exp, NoFalseAlarms):
+            criteria.append(at_most("false alarms", 0, exp.acceptable, len(matched.false_alarms)))
+        elif isinstance(exp, Rejections):
+            criteria.append(at_least(f"frames rejected as {exp.reason}", exp.min, outcome.edge_rejections.get(exp.reason, 0)))
+        elif isinstance(exp, NoAlerts):
+            count = sum(1 for s in outcome.alerts if s.alert.rule == exp.rule)
+            criteria.append(at_most(f"no {exp.rule} alerts", 0, 0, count))
+    return criteria
+
+
+def build_result(outcome: RunOutcome, log_sha256: str) -> dict:
+    scenario = outcome.scenario
+    matched = match(outcome.labels, outcome.alerts)
+    criteria = evaluate(outcome, matched)
+    duration_days = scenario.spec.duration / 86400
+    return {
+        "format": RESULT_FORMAT,
+        "provenance": {
+            "code_version": code_version(),
+            "seed": outcome.seed,
+            "scenario": scenario.spec.scenario,
+            "scenario_sha256": scenario.sha256,
+            "site": scenario.site.id,
+            "site_sha256": scenario.site.sha256,
+            "ruleset": scenario.ruleset.label,
+            "ruleset_sha256": scenario.ruleset.sha256,
+            "event_log_sha256": log_sha256,
+        },
+        "status": overall(criteria).value,
+        "criteria": [msgspec.to_builtins(asdict(c)) for c in criteria],
+        "labels": [msgspec.to_builtins(label) for label in outcome.labels],
+        "detections": {k: asdict(v) for k, v in sorted(matched.detections.items())},
+        "missed": matched.missed(outcome.labels),
+        "repeats": matched.repeats,
+        "secondary": matched.secondary,
+        "false_alarms": matched.false_alarms,
+        "false_alarms_per_site_day": round(len(matched.false_alarms) / duration_days, 6) if duration_days else None,
+        "alerts": [
+            {**msgspec.to_builtins(s.alert), "cloud_received_at": s.cloud_received_at, "visible_at": s.visible_at}
+            for s in outcome.alerts
+        ],
+        "messages": outcome.messages,
+        "edge_rejections": outcome.edge_rejections,
+        "wall": {
+            "run_s": round(outcome.wall_s, 3),
+            "sim_speed_x": round(scenario.spec.duration / outcome.wall_s, 1) if outcome.wall_s else None,
+            "messages_per_s": round(outcome.messages["emitted"] / outcome.wall_s, 1) if outcome.wall_s else None,
+        },
+    }
+
+
+def passed(result: dict) -> bool:
+    return result["status"] != Status.FAILURE.value

@@ -1,0 +1,203 @@
+"""Build one run from a scenario, drive it in virtual time, and collect what happened.
+
+twin (warehouse + pybullet) → devices → device links → edge → uplink → cloud, with fraud
+injected into the twin or onto the links. The harness watches the platform only through its
+taps, as it would watch an external platform through its alert API.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import simpy
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from cangtwin.devices.fleet import build_fleet
+from cangtwin.devices.thing_descriptions import thing_descriptions
+from cangtwin.fraud.forged_device import inject_forged_device
+from cangtwin.fraud.label import Label
+from cangtwin.fraud.outbound import inject_unauthorized_outbound
+from cangtwin.platform.clock import SimPyClock
+from cangtwin.platform.cloud.alert_desk import AlertCase
+from cangtwin.platform.cloud.book import CollateralBook, Loan, Lot
+from cangtwin.platform.cloud.service import CloudService
+from cangtwin.platform.edge.auth import DeviceRecord
+from cangtwin.platform.edge.outbox import Outbox, OutboxConfig
+from cangtwin.platform.edge.service import EdgeService
+from cangtwin.platform.records import Alert
+from cangtwin.platform.thing_model import ThingModel
+from cangtwin.scenarios.eventlog import EventLog
+from cangtwin.scenarios.matching import SeenAlert
+from cangtwin.scenarios.spec import ForgedDevice, Inbound, Outbound, Release, Scenario, UnauthorizedOutbound
+from cangtwin.twin.network import Link, LinkProfile
+from cangtwin.twin.rng import RandomStreams
+from cangtwin.twin.warehouse import Warehouse
+from cangtwin.twin.world import PhysicalWorld
+
+LAN = LinkProfile(base_latency_s=0.004, jitter_s=0.002)
+WAN = LinkProfile(base_latency_s=0.030, jitter_s=0.015)
+OUTBOX = OutboxConfig(max_bytes=512 * 1024 * 1024, segment_bytes=4 * 1024 * 1024, when_full="overwrite_oldest")
+
+
+@dataclass
+class RunOutcome:
+    scenario: Scenario
+    seed: int
+    log: EventLog
+    labels: list[Label]
+    alerts: list[SeenAlert]
+    edge_rejections: dict[str, int]
+    messages: dict[str, int]
+    wall_s: float
+    book_final: dict = field(default_factory=dict)
+
+
+class Run:
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        spec = scenario.spec
+        self.env = simpy.Environment(initial_time=scenario.start_epoch)
+        self.streams = RandomStreams(spec.seed)
+        self.log = EventLog(self.env)
+        self.labels: list[Label] = []
+        self._edge_alerts: dict[str, Alert] = {}
+        self._cloud_cases: dict[str, AlertCase] = {}
+
+        site = scenario.site
+        self.world = PhysicalWorld(site)
+        self.warehouse = Warehouse(self.env, site, self.world, self.streams, self.log.record)
+        clock = SimPyClock(self.env)
+
+        self.device_link = Link(self.env, "devices→edge", self.streams.get("link.devices"), LAN, fifo=False)
+        self.uplink = Link(self.env, "edge→cloud", self.streams.get("link.uplink"), WAN)
+        self.downlink = Link(self.env, "cloud→edge", self.streams.get("link.downlink"), WAN)
+
+        self.fleet = build_fleet(
+            self.env, self.warehouse, self.streams, lambda _id: self._to_edge, self.log.record
+        )
+        tds = thing_descriptions()
+        provisioned = {
+            d.id: DeviceRecord(d.id, d.type, d.key, _device_attrs(site, d.id)) for d in self.fleet.values()
+        }
+        self.cloud = CloudService(clock, self._initial_book(), self._tap)
+        outbox_key = Ed25519PrivateKey.from_private_bytes(self.streams.get("edge.keys").bytes(32))
+        self.edge = EdgeService(
+            site.id,
+            clock,
+            provisioned,
+            {name: ThingModel(td) for name, td in tds.items()},
+            scenario.ruleset,
+            Outbox(None, OUTBOX, outbox_key),
+            send_uplink=lambda data: self.uplink.send(data, self.cloud.on_uplink),
+            tap=self._tap,
+        )
+        self.cloud.connect_edge(site.id, lambda data: self.downlink.send(data, self.edge.on_downlink))
+        self._schedule_operations()
+        self._schedule_injections()
+
+    def _to_edge(self, frame: bytes) -> None:
+        self.device_link.send(frame, self.edge.on_frame)
+
+    def _tap(self, event: str, record: object) -> None:
+        self.log.record(event, record)
+        if event == "edge.alert":
+            self._edge_alerts[record.id] = record
+        elif event == "cloud.alert":
+            self._cloud_cases[record.alert.id] = record
+
+    def _initial_book(self) -> CollateralBook:
+        """What the bank and the warehouse agreed before the run: stock, loans, pledges."""
+        book = CollateralBook()
+        site_id = self.scenario.site.id
+        for lot in self.warehouse.lots.values():
+            book.add_lot(Lot(lot.id, lot.tag, site_id, lot.commodity, lot.mass_kg, lot.bay))
+        for n, loan in enumerate(self.scenario.spec.loans, 1):
+            book.open_loan(Loan(loan.id, loan.bank, loan.borrower, loan.amount_cny))
+            lots = list(loan.lots) + sorted(
+                lot.id for lot in self.warehouse.lots.values() if lot.bay in loan.bays and lot.id not in loan.lots
+            )
+            book.pledge(loan.id, lots, receipt_id=f"WR-{site_id}-{n:04d}")
+        return book
+
+    def _at(self, offset: float, action: Callable[[], None]) -> None:
+        self.env.timeout(offset).callbacks.append(lambda _e: action())
+
+    def _schedule_operations(self) -> None:
+        for op in self.scenario.spec.operations:
+            if isinstance(op, Release):
+                self._at(op.at, lambda op=op: self._release(op.loan, list(op.lots)))
+            elif isinstance(op, Outbound):
+                self._at(op.at, lambda op=op: self.warehouse.outbound(list(op.lots)))
+            elif isinstance(op, Inbound):
+                self._at(op.at, lambda op=op: self.warehouse.inbound(op.commodity, op.count, op.bay))
+
+    def _release(self, loan: str, lots: list[str]) -> None:
+        self.cloud.book.release(loan, lots)
+        self.log.record("bank.release", {"loan": loan, "lots": lots})
+        self.cloud.book_changed()
+
+    def _schedule_injections(self) -> None:
+        start = self.env.now
+        for inj in self.scenario.spec.injections:
+            if isinstance(inj, UnauthorizedOutbound):
+                inject_unauthorized_outbound(
+                    self.env, self.warehouse, inj.id, start + inj.at, list(inj.lots), self._record_label
+                )
+            elif isinstance(inj, ForgedDevice):
+                claimed = inj.device if inj.mode == "wrong-key" else f"rogue-{inj.device}"
+                inject_forged_device(
+                    self.env, inj.id, start + inj.at, claimed, "heartbeat", {"uptime_s": 1.0, "status": "ok"},
+                    inj.count, inj.interval_s, self.streams.get(f"fraud.{inj.id}"), self._to_edge, self._record_label,
+                )
+
+    def _record_label(self, label: Label) -> None:
+        self.labels.append(label)
+        self.log.record("fraud.label", label)
+
+    def execute(self, progress: Callable[[float], None] | None = None) -> RunOutcome:
+        started = time.perf_counter()
+        for device in self.fleet.values():
+            device.start()
+        self.edge.start()
+        self.env.process(self.warehouse.collect())
+        end = self.scenario.end_epoch
+        steps = 100
+        for i in range(1, steps + 1):
+            self.env.run(until=self.scenario.start_epoch + self.scenario.spec.duration * i / steps)
+            if progress:
+                progress(i / steps)
+        wall = time.perf_counter() - started
+        self.world.close()
+        alerts = [
+            SeenAlert(
+                alert,
+                self._cloud_cases[aid].cloud_received_at if aid in self._cloud_cases else None,
+                self._cloud_cases[aid].visible_at if aid in self._cloud_cases else None,
+            )
+            for aid, alert in sorted(self._edge_alerts.items())
+        ]
+        links = (self.device_link, self.uplink, self.downlink)
+        messages = {
+            "emitted": sum(d.seq for d in self.fleet.values()),
+            "edge_accepted": self.edge.accepted,
+            "edge_rejected": sum(self.edge.rejected.values()),
+            "cloud_records": self.cloud.records_applied,
+            "cloud_duplicates": self.cloud.duplicates,
+            "lost_on_links": sum(link.stats.lost + link.stats.dropped_in_outage for link in links),
+        }
+        assert end == self.env.now
+        return RunOutcome(
+            self.scenario, self.scenario.spec.seed, self.log, list(self.labels), alerts,
+            dict(sorted((str(k), v) for k, v in self.edge.rejected.items())), messages, wall,
+        )
+
+
+def _device_attrs(site, device_id: str) -> dict[str, str]:
+    entry = next(d for d in site.spec.devices if d.id == device_id)
+    return {k: v for k, v in (("gate", entry.gate), ("weighbridge", entry.weighbridge), ("forklift", entry.forklift)) if v}
+
+
+def run_scenario(scenario: Scenario, progress: Callable[[float], None] | None = None) -> RunOutcome:
+    return Run(scenario).execute(progress)

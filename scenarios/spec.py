@@ -1,0 +1,240 @@
+"""Scenario files: a site and a seed, loans, operations, injections and expectations.
+
+Validated strictly; cross-references (lots, loans, devices, labels, rules, times beyond the
+duration) are checked after the schema, each error naming the file, line and field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Literal, Union
+from zoneinfo import ZoneInfo
+
+import pydantic
+
+from cangtwin.platform.config_file import InputError, Locator, StrictModel, parse_yaml_located, read_text
+from cangtwin.platform.rules.ruleset import RuleSet, load_ruleset
+from cangtwin.twin.site import Site, load_site
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value: object) -> object:
+    """Accept seconds as a number, or '90s', '30m', '2h', '1d'."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", value)
+        if not match:
+            raise ValueError(f"not a duration: {value!r} (use seconds, or e.g. '90s', '30m', '2h', '1d')")
+        return float(match[1]) * _UNITS[match[2]]
+    return value
+
+
+Seconds = Annotated[float, pydantic.BeforeValidator(_duration), pydantic.Field(ge=0)]
+
+
+class Loan(StrictModel):
+    id: str
+    bank: str
+    borrower: str
+    amount_cny: float = pydantic.Field(gt=0)
+    lots: list[str] = []
+    bays: list[str] = []  # pledge every lot initially stored in these bays
+
+
+class Release(StrictModel):
+    kind: Literal["release"]
+    at: Seconds
+    loan: str
+    lots: list[str] = pydantic.Field(min_length=1)
+
+
+class Outbound(StrictModel):
+    kind: Literal["outbound"]
+    at: Seconds
+    lots: list[str] = pydantic.Field(min_length=1)
+
+
+class Inbound(StrictModel):
+    kind: Literal["inbound"]
+    at: Seconds
+    commodity: str
+    count: int = pydantic.Field(ge=1, le=4)
+    bay: str
+
+
+Operation = Annotated[Union[Release, Outbound, Inbound], pydantic.Field(discriminator="kind")]
+
+
+class UnauthorizedOutbound(StrictModel):
+    kind: Literal["unauthorized-outbound"]
+    id: str
+    at: Seconds
+    lots: list[str] = pydantic.Field(min_length=1)
+
+
+class ForgedDevice(StrictModel):
+    kind: Literal["forged-device"]
+    id: str
+    at: Seconds
+    device: str
+    mode: Literal["wrong-key", "unknown-id"] = "wrong-key"
+    count: int = pydantic.Field(default=20, ge=1, le=100000)
+    interval_s: float = pydantic.Field(default=1.0, gt=0)
+
+
+Injection = Annotated[Union[UnauthorizedOutbound, ForgedDevice], pydantic.Field(discriminator="kind")]
+
+
+class Detect(StrictModel):
+    """Rule `rule` catches label `label` within `success_s` (SUCCESS) or `acceptable_s` (ACCEPTABLE)."""
+
+    kind: Literal["detect"]
+    label: str
+    rule: str
+    view: Literal["edge", "bank"] = "bank"
+    success_s: float = pydantic.Field(gt=0)
+    acceptable_s: float = pydantic.Field(gt=0)
+
+
+class NoFalseAlarms(StrictModel):
+    kind: Literal["no-false-alarms"]
+    acceptable: int = pydantic.Field(default=0, ge=0)
+
+
+class Rejections(StrictModel):
+    """At least `min` frames rejected for `reason` (forged or replayed traffic was refused)."""
+
+    kind: Literal["rejections"]
+    reason: Literal[
+        "truncated", "oversized", "malformed", "unknown-device", "bad-signature",
+        "replayed-seq", "clock-skew", "unknown-kind", "bad-payload",
+    ]
+    min: int = pydantic.Field(ge=1)
+
+
+class NoAlerts(StrictModel):
+    """No alert at all from `rule` (an honest near-miss, such as an authorized release)."""
+
+    kind: Literal["no-alerts"]
+    rule: str
+
+
+Expectation = Annotated[Union[Detect, NoFalseAlarms, Rejections, NoAlerts], pydantic.Field(discriminator="kind")]
+
+
+class ScenarioFile(StrictModel):
+    scenario: str = pydantic.Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    description: str = ""
+    site: str
+    seed: int = pydantic.Field(ge=0, lt=2**63)
+    start: str  # local time at the site, ISO 8601, e.g. "2026-03-02T09:00"
+    duration: Seconds
+    rules: str = "default"
+    loans: list[Loan] = []
+    operations: list[Operation] = []
+    injections: list[Injection] = []
+    expectations: list[Expectation] = []
+
+
+@dataclass(frozen=True)
+class Scenario:
+    spec: ScenarioFile
+    source: str
+    sha256: str
+    site: Site
+    ruleset: RuleSet
+    start_epoch: float
+
+    @property
+    def end_epoch(self) -> float:
+        return self.start_epoch + self.spec.duration
+
+
+def _relative(base: Path, name: str) -> str:
+    """Site and rule names are reference names, or paths relative to the scenario file."""
+    if name.endswith((".yaml", ".yml")) and not Path(name).is_absolute():
+        return str(base.parent / name)
+    return name
+
+
+def load_scenario(path: str | Path, seed: int | None = None) -> Scenario:
+    path = Path(path)
+    text = read_text(path)
+    spec, locator = parse_yaml_located(text, ScenarioFile, str(path))
+    if seed is not None:
+        spec = spec.model_copy(update={"seed": seed})
+    try:
+        site = load_site(_relative(path, spec.site))
+    except InputError as err:
+        if err.field == "site":  # not found as a reference name: blame the scenario's field
+            raise locator.error(("site",), f"unknown site {spec.site!r}: {err.message}") from None
+        raise
+    rules = None if spec.rules == "default" else _relative(path, spec.rules)
+    ruleset = load_ruleset(rules)
+    start = _start_epoch(spec, site, locator)
+    _check_references(spec, site, ruleset, locator)
+    return Scenario(spec, str(path), hashlib.sha256(text.encode()).hexdigest(), site, ruleset, start)
+
+
+def _start_epoch(spec: ScenarioFile, site: Site, locator: Locator) -> float:
+    try:
+        local = datetime.fromisoformat(spec.start)
+    except ValueError:
+        raise locator.error(("start",), f"not an ISO 8601 time: {spec.start!r}") from None
+    if local.tzinfo is None:
+        local = local.replace(tzinfo=ZoneInfo(site.spec.timezone))
+    return local.timestamp()
+
+
+def _check_references(spec: ScenarioFile, site: Site, ruleset: RuleSet, locator: Locator) -> None:
+    lots = {f"{bay.id}-{n:02d}" for bay in site.spec.bays for n in range(1, bay.initial_lots + 1)}
+    bays = {bay.id for bay in site.spec.bays}
+    devices = {d.id for d in site.spec.devices}
+    rules = {entry.id for entry in ruleset.entries}
+    loans = {loan.id for loan in spec.loans}
+
+    def unknown_lots(where: tuple, names: list[str]) -> None:
+        for i, lot in enumerate(names):
+            if lot not in lots:
+                raise locator.error(where + (i,), f"unknown lot {lot!r} (lots are named like B01-01)")
+
+    for i, loan in enumerate(spec.loans):
+        unknown_lots(("loans", i, "lots"), loan.lots)
+        for j, bay in enumerate(loan.bays):
+            if bay not in bays:
+                raise locator.error(("loans", i, "bays", j), f"unknown bay {bay!r}")
+    for i, op in enumerate(spec.operations):
+        if op.at > spec.duration:
+            raise locator.error(("operations", i, "at"), f"{op.at:g} s is beyond the duration ({spec.duration:g} s)")
+        if isinstance(op, (Release, Outbound)):
+            unknown_lots(("operations", i, "lots"), op.lots)
+        if isinstance(op, Release) and op.loan not in loans:
+            raise locator.error(("operations", i, "loan"), f"unknown loan {op.loan!r}")
+        if isinstance(op, Inbound):
+            if op.bay not in bays:
+                raise locator.error(("operations", i, "bay"), f"unknown bay {op.bay!r}")
+            if op.commodity not in site.spec.commodities:
+                raise locator.error(("operations", i, "commodity"), f"unknown commodity {op.commodity!r}")
+    labels = set()
+    for i, inj in enumerate(spec.injections):
+        if inj.id in labels:
+            raise locator.error(("injections", i, "id"), f"duplicate injection id {inj.id!r}")
+        labels.add(inj.id)
+        if inj.at > spec.duration:
+            raise locator.error(("injections", i, "at"), f"{inj.at:g} s is beyond the duration ({spec.duration:g} s)")
+        if isinstance(inj, UnauthorizedOutbound):
+            unknown_lots(("injections", i, "lots"), inj.lots)
+        if isinstance(inj, ForgedDevice) and inj.mode == "wrong-key" and inj.device not in devices:
+            raise locator.error(("injections", i, "device"), f"unknown device {inj.device!r}")
+    for i, exp in enumerate(spec.expectations):
+        if isinstance(exp, (Detect, NoAlerts)) and exp.rule not in rules:
+            raise locator.error(("expectations", i, "rule"), f"rule {exp.rule!r} is not in rule set {ruleset.name}")
+        if isinstance(exp, Detect):
+            if exp.label not in labels:
+                raise locator.error(("expectations", i, "label"), f"no injection with id {exp.label!r}")
+            if exp.acceptable_s < exp.success_s:
+                raise locator.error(("expectations", i, "acceptable_s"), "must be at least success_s")

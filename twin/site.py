@@ -1,0 +1,245 @@
+"""Site files: the layout of one warehouse (zones, bays, gates, scales, devices, goods).
+
+Sites are user input, validated strictly; geometry that cannot be built (overlapping bays, a
+device outside the building, goods heavier than the scale) is refused with the field named.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pydantic
+
+from cangtwin.platform.config_file import InputError, Locator, Pair, Triple, StrictModel, parse_yaml_located, read_text
+
+Point2 = Pair
+Point3 = Triple
+DeviceType = Literal["weighbridge", "rfid-reader", "gate-sensor", "positioning-tag", "climate-sensor", "camera", "lidar"]
+
+
+class Rect(StrictModel):
+    """Axis-aligned floor rectangle in metres, x0 < x1 and y0 < y1."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    @pydantic.model_validator(mode="after")
+    def _ordered(self) -> "Rect":
+        if not (self.x0 < self.x1 and self.y0 < self.y1):
+            raise ValueError("needs x0 < x1 and y0 < y1")
+        return self
+
+    def overlaps(self, other: "Rect") -> bool:
+        return self.x0 < other.x1 and other.x0 < self.x1 and self.y0 < other.y1 and other.y0 < self.y1
+
+    def contains(self, x: float, y: float) -> bool:
+        return self.x0 <= x <= self.x1 and self.y0 <= y <= self.y1
+
+    @property
+    def center(self) -> Point2:
+        return ((self.x0 + self.x1) / 2, (self.y0 + self.y1) / 2)
+
+
+class Building(StrictModel):
+    width_m: float = pydantic.Field(gt=0, le=2000)
+    depth_m: float = pydantic.Field(gt=0, le=2000)
+    height_m: float = pydantic.Field(gt=0, le=100)
+
+
+class WorkingHours(StrictModel):
+    start_hour: int = pydantic.Field(ge=0, le=23)
+    end_hour: int = pydantic.Field(ge=1, le=24)
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]]
+
+
+class Commodity(StrictModel):
+    """A class of goods. Coils are cylinders; the rest are boxes (bundles, bales on pallets)."""
+
+    name_zh: str
+    shape: Literal["coil", "box"]
+    mass_kg: Pair
+    bulk_density_kg_m3: float = pydantic.Field(gt=0, le=20000)
+    size_m: Point3 | None = None  # box footprint x, y and height; coils size from mass
+    coil_width_m: float | None = None
+    coil_bore_m: float | None = None
+    value_cny_per_t: float = pydantic.Field(gt=0)
+    temperature_c: Pair
+    humidity_pct: Pair
+
+
+class Bay(StrictModel):
+    id: str
+    zone: str
+    rect: Rect
+    commodity: str
+    initial_lots: int = pydantic.Field(ge=0, le=200)
+
+
+class Gate(StrictModel):
+    id: str
+    position: Point2
+    outside: Point2  # where vehicles wait outside the gate
+
+
+class Weighbridge(StrictModel):
+    id: str
+    rect: Rect
+    capacity_kg: float = pydantic.Field(gt=0, le=300000)
+    division_kg: float = pydantic.Field(gt=0, le=1000)
+
+
+class Dock(StrictModel):
+    id: str
+    position: Point2
+
+
+class Forklift(StrictModel):
+    id: str
+    home: Point2
+    speed_mps: float = pydantic.Field(gt=0, le=10)
+    capacity_kg: float = pydantic.Field(gt=0)
+    handling_s: float = pydantic.Field(ge=0, le=600)
+
+
+class Device(StrictModel):
+    id: str
+    type: DeviceType
+    position: Point3
+    gate: str | None = None
+    weighbridge: str | None = None
+    forklift: str | None = None
+    look_at: Point3 | None = None
+    bays: list[str] = []
+
+
+class Rates(StrictModel):
+    """Sensor rates; the reference sites pin them and every target assumes these values."""
+
+    heartbeat_s: float = pydantic.Field(gt=0)
+    climate_s: float = pydantic.Field(gt=0)
+    positioning_hz: float = pydantic.Field(gt=0)
+    lidar_scan_s: float = pydantic.Field(gt=0)
+    camera_analysis_s: float = pydantic.Field(gt=0)
+    scale_hz: float = pydantic.Field(gt=0)
+
+
+class Truck(StrictModel):
+    tare_kg: float = pydantic.Field(gt=0)
+    speed_mps: float = pydantic.Field(gt=0, le=30)
+    bed_m: Point3  # length, width, deck height
+
+
+class SiteFile(StrictModel):
+    site: str
+    name: dict[Literal["en", "zh"], str]
+    timezone: str
+    working_hours: WorkingHours
+    building: Building
+    zones: dict[str, Rect]
+    bays: list[Bay]
+    gates: list[Gate]
+    weighbridges: list[Weighbridge]
+    docks: list[Dock]
+    forklifts: list[Forklift]
+    truck: Truck
+    commodities: dict[str, Commodity]
+    devices: list[Device]
+    rates: Rates
+
+    @pydantic.field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+@dataclass(frozen=True)
+class Site:
+    """A validated site and where it came from (its hash goes into every result)."""
+
+    spec: SiteFile
+    source: str
+    sha256: str
+
+    @property
+    def id(self) -> str:
+        return self.spec.site
+
+
+def _check_geometry(spec: SiteFile, locator: Locator) -> None:
+    def fail(*path_and_message) -> None:
+        *path, message = path_and_message
+        raise locator.error(tuple(path), message)
+
+    inside = Rect(x0=0, y0=0, x1=spec.building.width_m, y1=spec.building.depth_m)
+    for name, zone in spec.zones.items():
+        if not inside.contains(zone.x0, zone.y0) or not inside.contains(zone.x1, zone.y1):
+            fail("zones", name, "zone extends outside the building")
+    ids: set[str] = set()
+    for i, bay in enumerate(spec.bays):
+        if bay.id in ids:
+            fail("bays", i, "id", f"duplicate bay id {bay.id!r}")
+        ids.add(bay.id)
+        if bay.zone not in spec.zones:
+            fail("bays", i, "zone", f"unknown zone {bay.zone!r}")
+        if bay.commodity not in spec.commodities:
+            fail("bays", i, "commodity", f"unknown commodity {bay.commodity!r}")
+        for j, other in enumerate(spec.bays[:i]):
+            if bay.rect.overlaps(other.rect):
+                fail("bays", i, "rect", f"bay {bay.id} overlaps bay {other.id} (bays[{j}])")
+    gates = {g.id for g in spec.gates}
+    scales = {w.id: w for w in spec.weighbridges}
+    forklifts = {f.id for f in spec.forklifts}
+    device_ids: set[str] = set()
+    for i, device in enumerate(spec.devices):
+        if device.id in device_ids:
+            fail("devices", i, "id", f"duplicate device id {device.id!r}")
+        device_ids.add(device.id)
+        x, y, z = device.position
+        if not inside.contains(x, y) or not 0 <= z <= spec.building.height_m:
+            fail("devices", i, "position", f"device {device.id} is mounted outside the building")
+        needs = {"rfid-reader": "gate", "gate-sensor": "gate", "weighbridge": "weighbridge", "positioning-tag": "forklift"}
+        ref = needs.get(device.type)
+        known = {"gate": gates, "weighbridge": scales.keys(), "forklift": forklifts}
+        if ref and getattr(device, ref) not in known[ref]:
+            fail("devices", i, ref, f"{device.type} {device.id} must name a known {ref}")
+        for bay in device.bays:
+            if bay not in ids:
+                fail("devices", i, "bays", f"unknown bay {bay!r}")
+    for name, commodity in spec.commodities.items():
+        lo, hi = commodity.mass_kg
+        if not 0 < lo <= hi:
+            fail("commodities", name, "mass_kg", "needs 0 < min <= max")
+        if commodity.shape == "box" and commodity.size_m is None:
+            fail("commodities", name, "size_m", "a box commodity needs its size")
+        if commodity.shape == "coil" and (commodity.coil_width_m is None or commodity.coil_bore_m is None):
+            fail("commodities", name, "a coil commodity needs coil_width_m and coil_bore_m")
+        for scale in spec.weighbridges:
+            if hi * 2 + spec.truck.tare_kg > scale.capacity_kg:
+                fail("commodities", name, "mass_kg", f"two lots on a truck exceed weighbridge {scale.id}'s capacity")
+
+
+def reference_site_path(name: str) -> Path:
+    return Path(__file__).parent / "sites" / f"{name}.yaml"
+
+
+def load_site(name_or_path: str | Path) -> Site:
+    """Load a reference site by name (`small`) or a site file by path."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = reference_site_path(str(name_or_path))
+        if not path.exists():
+            raise InputError(str(name_or_path), None, "site", "no such reference site and not a .yaml path")
+    text = read_text(path)
+    spec, locator = parse_yaml_located(text, SiteFile, str(path))
+    _check_geometry(spec, locator)
+    return Site(spec, str(path), hashlib.sha256(text.encode()).hexdigest())

@@ -1,0 +1,308 @@
+"""Ground truth of one warehouse: Mesa agents whose behaviour runs as SimPy processes.
+
+Trucks arrive, pass the gate, queue for and stand on the weighbridge, and are (un)loaded at
+the dock by forklifts that carry lots between the dock and the bays. Every move changes the
+pybullet world; devices learn of it only through `Signals` and by observing that world.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import mesa
+import simpy
+
+from cangtwin.twin.rng import RandomStreams
+from cangtwin.twin.site import Bay, Site
+from cangtwin.twin.world import PhysicalWorld, Shape, shape_for
+
+TruthLog = Callable[[str, dict], None]
+GATE_SPEED_MPS = 2.0
+TRUCK_LENGTH_M = 16.0
+WEIGH_DWELL_S = 40.0
+
+
+@dataclass
+class LotTruth:
+    """What a lot really is and where it really is."""
+
+    id: str
+    tag: str
+    commodity: str
+    mass_kg: float
+    shape: Shape
+    body: int
+    bay: str | None
+    location: str  # "bay:B01", "truck:T0001", "gone"
+
+
+@dataclass
+class Signals:
+    """Callbacks through which devices notice the world (they then observe it themselves)."""
+
+    gate_pass: list[Callable[[str, str, list[str], float, float], None]] = field(default_factory=list)
+    plate: list[Callable[[str, bool], None]] = field(default_factory=list)
+    forklift_move: list[Callable[[str, tuple, tuple, float, float], None]] = field(default_factory=list)
+
+
+class Forklift(mesa.Agent):
+    def __init__(self, model: "WarehouseModel", spec) -> None:
+        super().__init__(model)
+        self.name = spec.id
+        self.spec = spec
+        self.position: tuple[float, float] = tuple(spec.home)
+        self.carrying: str | None = None
+        self.moves = 0
+
+
+class Truck(mesa.Agent):
+    def __init__(self, model: "WarehouseModel", name: str, body: int) -> None:
+        super().__init__(model)
+        self.name = name
+        self.body = body
+        self.cargo: list[str] = []
+        self.where = "outside"
+
+
+class WarehouseModel(mesa.Model):
+    """Mesa holds the agents and their data collection; SimPy drives when they act."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__(seed=seed)
+        self.stored = 0
+        self.datacollector = mesa.DataCollector(
+            model_reporters={
+                "lots_stored": lambda m: m.stored,
+                "trucks_on_site": lambda m: sum(1 for a in m.agents_by_type.get(Truck, []) if a.where != "outside"),
+                "forklifts_busy": lambda m: sum(1 for a in m.agents_by_type.get(Forklift, []) if a.carrying),
+            }
+        )
+
+
+def _manhattan(a: tuple[float, float], b: tuple[float, float]) -> float:
+    return abs(a[0] - b[0]) + abs(a[1] - b[1])
+
+
+class Warehouse:
+    def __init__(self, env: simpy.Environment, site: Site, world: PhysicalWorld, streams: RandomStreams, log: TruthLog):
+        self.env = env
+        self.site = site
+        self.spec = site.spec
+        self.world = world
+        self.streams = streams
+        self.log = log
+        self.signals = Signals()
+        self.model = WarehouseModel(seed=streams.seed)
+        self.lots: dict[str, LotTruth] = {}
+        self.bay_slots: dict[str, list[str | None]] = {}
+        self.forklifts = simpy.Store(env)
+        for spec in self.spec.forklifts:
+            self.forklifts.put(Forklift(self.model, spec))
+        self.scales = {w.id: simpy.Resource(env, capacity=1) for w in self.spec.weighbridges}
+        self.dock = simpy.Resource(env, capacity=len(self.spec.docks))
+        self._trucks = 0
+        self._stock_initial_lots()
+
+    # --- stock ---------------------------------------------------------------------------------
+    def _slot_positions(self, bay: Bay) -> list[tuple[float, float, float]]:
+        commodity = self.spec.commodities[bay.commodity]
+        shape = shape_for(commodity, commodity.mass_kg[1])
+        footprint = 2 * shape.size[0] if shape.kind == "coil" else max(shape.size[0], shape.size[1])
+        pitch = footprint + 0.4
+        r = bay.rect
+        cols, rows = int((r.x1 - r.x0) // pitch), int((r.y1 - r.y0) // pitch)
+        floor = [(r.x0 + pitch * (c + 0.5), r.y0 + pitch * (k + 0.5)) for k in range(rows) for c in range(cols)]
+        layers = 1 if shape.kind == "coil" else 3  # coils stand eye-up on the floor; boxes stack 3 high
+        return [(x, y, layer * shape.height) for layer in range(layers) for x, y in floor]
+
+    def _stock_initial_lots(self) -> None:
+        rng = self.streams.get("twin.stock")
+        for bay in self.spec.bays:
+            slots = self._slot_positions(bay)
+            self.bay_slots[bay.id] = [None] * len(slots)
+            commodity = self.spec.commodities[bay.commodity]
+            for n in range(1, bay.initial_lots + 1):
+                lot_id = f"{bay.id}-{n:02d}"
+                mass = round(float(rng.uniform(*commodity.mass_kg)), 1)
+                self._create_lot(lot_id, bay.commodity, mass, bay.id)
+        self.world.settle(0.5)
+
+    def _create_lot(self, lot_id: str, commodity_name: str, mass_kg: float, bay_id: str) -> LotTruth:
+        commodity = self.spec.commodities[commodity_name]
+        shape = shape_for(commodity, mass_kg)
+        slot = self._free_slot(bay_id)
+        body = self.world.add_goods(shape, mass_kg, self._slot_position(bay_id, slot))
+        lot = LotTruth(lot_id, f"EPC-{lot_id}", commodity_name, mass_kg, shape, body, bay_id, f"bay:{bay_id}")
+        self.bay_slots[bay_id][slot] = lot_id
+        self.lots[lot_id] = lot
+        self.model.stored += 1
+        return lot
+
+    def _free_slot(self, bay_id: str) -> int:
+        slots = self.bay_slots[bay_id]
+        if None not in slots:
+            raise RuntimeError(f"bay {bay_id} is full")
+        return slots.index(None)
+
+    def _slot_position(self, bay_id: str, slot: int) -> tuple[float, float, float]:
+        bay = next(b for b in self.spec.bays if b.id == bay_id)
+        return self._slot_positions(bay)[slot]
+
+    # --- trucks ----------------------------------------------------------------------------------
+    def _new_truck(self) -> Truck:
+        self._trucks += 1
+        gate = self.spec.gates[0]
+        body = self.world.add_truck(self.spec.truck.tare_kg, tuple(self.spec.truck.bed_m), (gate.outside[0], gate.outside[1]))
+        return Truck(self.model, f"T{self._trucks:04d}", body)
+
+    def _drive(self, truck: Truck, a: tuple[float, float], b: tuple[float, float]) -> simpy.Timeout:
+        return self.env.timeout(_manhattan(a, b) / self.spec.truck.speed_mps)
+
+    def _pass_gate(self, truck: Truck, direction: str) -> Iterator[simpy.Event]:
+        gate = self.spec.gates[0]
+        enter = self.env.now
+        tags = [self.lots[lot].tag for lot in truck.cargo]
+        clear = enter + TRUCK_LENGTH_M / GATE_SPEED_MPS
+        for notify in self.signals.gate_pass:
+            notify(gate.id, direction, tags, enter, clear)
+        yield self.env.timeout(clear - enter)
+        truck.where = "inside" if direction == "in" else "outside"
+        self.log("twin.gate-pass", {"truck": truck.name, "gate": gate.id, "direction": direction, "lots": list(truck.cargo)})
+
+    def _weigh(self, truck: Truck) -> Iterator[simpy.Event]:
+        scale = self.spec.weighbridges[0]
+        with self.scales[scale.id].request() as turn:
+            yield turn
+            centre = scale.rect.center
+            self._move_truck(truck, centre)
+            self.world.settle(0.5)
+            true_kg = self.world.plate_load_kg(scale.id)
+            self.log("twin.weigh", {"truck": truck.name, "scale": scale.id, "true_kg": round(true_kg, 1)})
+            for notify in self.signals.plate:
+                notify(scale.id, True)
+            yield self.env.timeout(WEIGH_DWELL_S)
+            dock = self.spec.docks[0].position
+            self._move_truck(truck, (dock[0], dock[1]))
+            for notify in self.signals.plate:
+                notify(scale.id, False)
+
+    def _move_truck(self, truck: Truck, xy: tuple[float, float]) -> None:
+        """Teleport the truck and keep its cargo where it was on the deck."""
+        old = self.world.position(truck.body)
+        self.world.place(truck.body, (xy[0], xy[1], 0.05))
+        for lot_id in truck.cargo:
+            lot = self.lots[lot_id]
+            x, y, z = self.world.position(lot.body)
+            self.world.place(lot.body, (x - old[0] + xy[0], y - old[1] + xy[1], z - lot.shape.height / 2))
+
+    def _deck_position(self, truck: Truck, index: int) -> tuple[float, float, float]:
+        x, y, _ = self.world.position(truck.body)
+        length, _, deck = self.spec.truck.bed_m
+        return (x - length / 2 + 1.5 + 2.2 * index, y, deck + 0.05)
+
+    # --- forklifts --------------------------------------------------------------------------------
+    def _carry(self, lot_id: str, to_truck: Truck | None, to_bay: str | None) -> Iterator[simpy.Event]:
+        forklift: Forklift = yield self.forklifts.get()
+        lot = self.lots[lot_id]
+        dock = tuple(self.spec.docks[0].position)
+        pick = dock if to_bay else self.world.position(lot.body)[:2]
+        drop = dock if to_truck else self._slot_position(to_bay, self._free_slot(to_bay))[:2]
+        yield from self._drive_forklift(forklift, pick)
+        yield self.env.timeout(forklift.spec.handling_s)
+        forklift.carrying = lot_id
+        if lot.bay and lot.location.startswith("bay:"):
+            self.bay_slots[lot.bay][self.bay_slots[lot.bay].index(lot_id)] = None
+            self.model.stored -= 1
+        yield from self._drive_forklift(forklift, drop)
+        yield self.env.timeout(forklift.spec.handling_s)
+        if to_truck:
+            self.world.place(lot.body, self._deck_position(to_truck, len(to_truck.cargo)))
+            to_truck.cargo.append(lot_id)
+            lot.location = f"truck:{to_truck.name}"
+        else:
+            slot = self._free_slot(to_bay)
+            self.world.place(lot.body, self._slot_position(to_bay, slot))
+            self.bay_slots[to_bay][slot] = lot_id
+            lot.bay, lot.location = to_bay, f"bay:{to_bay}"
+            self.model.stored += 1
+        forklift.carrying = None
+        forklift.moves += 1
+        self.log("twin.lot-moved", {"lot": lot_id, "to": lot.location, "forklift": forklift.name})
+        yield self.forklifts.put(forklift)
+
+    def _drive_forklift(self, forklift: Forklift, to: tuple[float, float]) -> Iterator[simpy.Event]:
+        start, duration = forklift.position, _manhattan(forklift.position, to) / forklift.spec.speed_mps
+        if duration <= 0:
+            return
+        for notify in self.signals.forklift_move:
+            notify(forklift.name, start, to, self.env.now, self.env.now + duration)
+        yield self.env.timeout(duration)
+        forklift.position = to
+
+    # --- visits ----------------------------------------------------------------------------------
+    def outbound(self, lot_ids: list[str], on_left: Callable[[list[str], float], None] | None = None) -> simpy.Process:
+        """A truck takes these lots away. Whether that was authorized is not the twin's business."""
+        for lot_id in lot_ids:
+            if self.lots[lot_id].location.startswith("bay:") is False:
+                raise ValueError(f"lot {lot_id} is not in a bay ({self.lots[lot_id].location})")
+        return self.env.process(self._outbound(lot_ids, on_left))
+
+    def _outbound(self, lot_ids: list[str], on_left) -> Iterator[simpy.Event]:
+        truck = self._new_truck()
+        self.log("twin.truck-arrived", {"truck": truck.name, "purpose": "outbound", "lots": lot_ids})
+        yield from self._pass_gate(truck, "in")
+        yield from self._weigh(truck)
+        with self.dock.request() as berth:
+            yield berth
+            yield self.env.all_of([self.env.process(self._carry(lot, truck, None)) for lot in lot_ids])
+        yield from self._weigh(truck)
+        gate = self.spec.gates[0].position
+        self._move_truck(truck, (gate[0], gate[1]))
+        yield from self._pass_gate(truck, "out")
+        for lot_id in truck.cargo:
+            self.lots[lot_id].location = "gone"
+            self.world.remove(self.lots[lot_id].body)
+        self.log("twin.goods-left", {"truck": truck.name, "lots": list(truck.cargo)})
+        if on_left:
+            on_left(list(truck.cargo), self.env.now)
+        self.world.remove(truck.body)
+
+    def inbound(self, commodity: str, count: int, bay: str) -> simpy.Process:
+        return self.env.process(self._inbound(commodity, count, bay))
+
+    def _inbound(self, commodity_name: str, count: int, bay: str) -> Iterator[simpy.Event]:
+        truck = self._new_truck()
+        commodity = self.spec.commodities[commodity_name]
+        rng = self.streams.get("twin.inbound")
+        for i in range(count):
+            lot_id = f"IN-{truck.name}-{i + 1}"
+            mass = round(float(rng.uniform(*commodity.mass_kg)), 1)
+            shape = shape_for(commodity, mass)
+            body = self.world.add_goods(shape, mass, self._deck_position(truck, i))
+            self.lots[lot_id] = LotTruth(lot_id, f"EPC-{lot_id}", commodity_name, mass, shape, body, None, f"truck:{truck.name}")
+            truck.cargo.append(lot_id)
+        self.log("twin.truck-arrived", {"truck": truck.name, "purpose": "inbound", "lots": list(truck.cargo)})
+        yield from self._pass_gate(truck, "in")
+        yield from self._weigh(truck)
+        with self.dock.request() as berth:
+            yield berth
+            cargo, truck.cargo = list(truck.cargo), []
+            yield self.env.all_of([self.env.process(self._carry(lot, None, bay)) for lot in cargo])
+        yield from self._weigh(truck)
+        gate = self.spec.gates[0].position
+        self._move_truck(truck, (gate[0], gate[1]))
+        yield from self._pass_gate(truck, "out")
+        self.world.remove(truck.body)
+
+    def collect(self, every_s: float = 60.0) -> Iterator[simpy.Event]:
+        """Mesa data collection on a fixed simulated-time cadence."""
+        while True:
+            self.model.datacollector.collect(self.model)
+            yield self.env.timeout(every_s)
+
+    def ambient(self, t: float) -> tuple[float, float]:
+        """True indoor temperature (°C) and relative humidity (%): a diurnal cycle."""
+        phase = 2 * math.pi * ((t % 86400) / 86400 - 0.625)  # warmest mid-afternoon
+        return 18.0 + 6.0 * math.cos(phase), 60.0 - 12.0 * math.cos(phase)

@@ -1,0 +1,143 @@
+"""The physical world in pybullet (DIRECT mode): floor, weighbridge plates, goods, trucks.
+
+Physics steps only when a sensor needs it (a weighing): goods are moved by teleporting their
+bodies when a forklift puts them down, and the plate's load is read from the contact forces
+that the solver computes, so whatever rests on the plate, and however, is what weighs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+from dataclasses import dataclass
+
+from cangtwin.twin.site import Commodity, Site
+
+
+def _import_pybullet():
+    """Import pybullet with its C-level build banner kept off our stdout (reports go there)."""
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            import pybullet
+
+            ctypes.CDLL(None).fflush(None)  # the banner sits in C's stdio buffer until flushed
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    return pybullet
+
+
+pb = _import_pybullet()
+
+GRAVITY = 9.81
+STEP_S = 1.0 / 240.0
+PLATE_THICKNESS_M = 0.3
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Outer envelope of one lot: what a LiDAR or a camera can see of it."""
+
+    kind: str  # "coil" (upright cylinder, eye vertical) or "box"
+    size: tuple[float, float, float]  # coil: outer radius, bore radius, width; box: x, y, z
+
+    @property
+    def height(self) -> float:
+        return self.size[2]
+
+    @property
+    def envelope_volume_m3(self) -> float:
+        if self.kind == "coil":
+            return math.pi * self.size[0] ** 2 * self.size[2]
+        return self.size[0] * self.size[1] * self.size[2]
+
+
+def shape_for(commodity: Commodity, mass_kg: float) -> Shape:
+    """Dimensions that give the commodity's bulk density at this mass."""
+    if commodity.shape == "coil":
+        width, bore = commodity.coil_width_m, commodity.coil_bore_m / 2
+        steel_m3 = mass_kg / commodity.bulk_density_kg_m3
+        outer = math.sqrt(steel_m3 / (math.pi * width) + bore**2)
+        return Shape("coil", (outer, bore, width))
+    x, y, z = commodity.size_m
+    return Shape("box", (x, y, z))
+
+
+class PhysicalWorld:
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self.client = pb.connect(pb.DIRECT)
+        pb.setGravity(0, 0, -GRAVITY, physicsClientId=self.client)
+        pb.setTimeStep(STEP_S, physicsClientId=self.client)
+        floor = pb.createCollisionShape(pb.GEOM_PLANE, physicsClientId=self.client)
+        self.floor = pb.createMultiBody(0, floor, physicsClientId=self.client)
+        self.plates: dict[str, int] = {}
+        for scale in site.spec.weighbridges:
+            r = scale.rect
+            half = [(r.x1 - r.x0) / 2, (r.y1 - r.y0) / 2, PLATE_THICKNESS_M / 2]
+            shape = pb.createCollisionShape(pb.GEOM_BOX, halfExtents=half, physicsClientId=self.client)
+            # The plate's top sits 5 cm above the floor, as on a pit-less weighbridge deck.
+            centre = [(r.x0 + r.x1) / 2, (r.y0 + r.y1) / 2, 0.05 - PLATE_THICKNESS_M / 2]
+            self.plates[scale.id] = pb.createMultiBody(0, shape, basePosition=centre, physicsClientId=self.client)
+        self.shapes: dict[int, Shape] = {}
+
+    def close(self) -> None:
+        pb.disconnect(self.client)
+
+    def add_goods(self, shape: Shape, mass_kg: float, position: tuple[float, float, float]) -> int:
+        """A rigid body with the lot's true mass; `position` is its base centre."""
+        if shape.kind == "coil":
+            collision = pb.createCollisionShape(
+                pb.GEOM_CYLINDER, radius=shape.size[0], height=shape.size[2], physicsClientId=self.client
+            )
+        else:
+            collision = pb.createCollisionShape(
+                pb.GEOM_BOX, halfExtents=[s / 2 for s in shape.size], physicsClientId=self.client
+            )
+        x, y, z = position
+        body = pb.createMultiBody(
+            mass_kg, collision, basePosition=[x, y, z + shape.height / 2], physicsClientId=self.client
+        )
+        pb.changeDynamics(body, -1, lateralFriction=0.8, physicsClientId=self.client)
+        self.shapes[body] = shape
+        return body
+
+    def add_truck(self, tare_kg: float, bed: tuple[float, float, float], position: tuple[float, float]) -> int:
+        """A truck chassis as one rigid box of its tare mass; cargo rests on its deck."""
+        length, width, deck = bed
+        collision = pb.createCollisionShape(
+            pb.GEOM_BOX, halfExtents=[length / 2, width / 2, deck / 2], physicsClientId=self.client
+        )
+        body = pb.createMultiBody(
+            tare_kg, collision, basePosition=[position[0], position[1], deck / 2 + 0.05], physicsClientId=self.client
+        )
+        pb.changeDynamics(body, -1, lateralFriction=0.9, physicsClientId=self.client)
+        self.shapes[body] = Shape("box", bed)
+        return body
+
+    def place(self, body: int, position: tuple[float, float, float]) -> None:
+        """Put a body down with its base at `position` and no velocity (a forklift set it there)."""
+        x, y, z = position
+        pb.resetBasePositionAndOrientation(
+            body, [x, y, z + self.shapes[body].height / 2], [0, 0, 0, 1], physicsClientId=self.client
+        )
+        pb.resetBaseVelocity(body, [0, 0, 0], [0, 0, 0], physicsClientId=self.client)
+
+    def remove(self, body: int) -> None:
+        pb.removeBody(body, physicsClientId=self.client)
+        self.shapes.pop(body, None)
+
+    def position(self, body: int) -> tuple[float, float, float]:
+        return tuple(pb.getBasePositionAndOrientation(body, physicsClientId=self.client)[0])
+
+    def settle(self, seconds: float) -> None:
+        for _ in range(max(1, round(seconds / STEP_S))):
+            pb.stepSimulation(physicsClientId=self.client)
+
+    def plate_load_kg(self, scale_id: str) -> float:
+        """Sum of normal contact forces on the plate, as mass: what the load cells carry."""
+        contacts = pb.getContactPoints(bodyA=self.plates[scale_id], physicsClientId=self.client)
+        return sum(c[9] for c in contacts) / GRAVITY
