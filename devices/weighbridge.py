@@ -32,6 +32,7 @@ class WeighbridgeDevice(Device):
         self.indicator = WeighbridgeIndicator(params, self.rng)
         self.loaded = False
         self._sampling = False
+        self._last_step = self.env.now
         warehouse.signals.plate.append(self._on_plate)
 
     def _on_plate(self, scale_id: str, loaded: bool) -> None:
@@ -44,10 +45,14 @@ class WeighbridgeDevice(Device):
 
     def _sample(self) -> Iterator[simpy.Event]:
         world = self.warehouse.world
+        idle = self.env.now - self._last_step
+        if idle > 0:  # zero drift and creep recovery while nothing stood on the plate
+            self.indicator.step(0.0, idle, self.warehouse.ambient(self.env.now)[0])
         while True:
             true_kg = world.plate_load_kg(self.scale_id) if self.loaded else 0.0
             temperature, _ = self.warehouse.ambient(self.env.now)
             reading = self.indicator.step(true_kg, self.dt, temperature)
+            self._last_step = self.env.now
             self.emit("reading", {"mass_kg": reading.indicated_kg, "stable": reading.stable})
             if not self.loaded and reading.stable and reading.indicated_kg == 0:
                 self._sampling = False

@@ -13,7 +13,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cangtwin.platform.config_file import InputError
 
-console = Console()
+# Reports are read in CI logs too, where rich would assume 80 columns and fold every table.
+console = Console(width=None if Console().is_terminal else 120)
 errors = Console(stderr=True)
 
 

@@ -32,6 +32,9 @@ def print_summary(console: Console, result: dict, timezone: str) -> None:
             _seconds(d["edge_latency_s"]) if d else "—", _seconds(d["bank_latency_s"]) if d else "—",
         )
     console.print(detections)
+    for label_id, d in result["detections"].items():
+        split = ", ".join(f"{stage} {_seconds(v)}" for stage, v in d["stages_s"].items())
+        console.print(f"  {label_id} latency split (bank-visible): {split}")
 
     if result["alerts"]:
         alerts = Table(title="Alerts", title_justify="left")

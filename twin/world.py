@@ -7,30 +7,31 @@ that the solver computes, so whatever rests on the plate, and however, is what w
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import os
+import sys
 from dataclasses import dataclass
+
+import pybullet as pb
 
 from cangtwin.twin.site import Commodity, Site
 
 
-def _import_pybullet():
-    """Import pybullet with its C-level build banner kept off our stdout (reports go there)."""
+@contextlib.contextmanager
+def _c_stdout_silenced():
+    """pybullet's C code prints a build banner on connect; keep it off our stdout (reports go there)."""
     saved = os.dup(1)
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 1)
-            import pybullet
-
+            yield
             ctypes.CDLL(None).fflush(None)  # the banner sits in C's stdio buffer until flushed
     finally:
         os.dup2(saved, 1)
         os.close(saved)
-    return pybullet
 
-
-pb = _import_pybullet()
 
 GRAVITY = 9.81
 STEP_S = 1.0 / 240.0
@@ -69,7 +70,9 @@ def shape_for(commodity: Commodity, mass_kg: float) -> Shape:
 class PhysicalWorld:
     def __init__(self, site: Site) -> None:
         self.site = site
-        self.client = pb.connect(pb.DIRECT)
+        sys.stdout.flush()
+        with _c_stdout_silenced():
+            self.client = pb.connect(pb.DIRECT)
         pb.setGravity(0, 0, -GRAVITY, physicsClientId=self.client)
         pb.setTimeStep(STEP_S, physicsClientId=self.client)
         floor = pb.createCollisionShape(pb.GEOM_PLANE, physicsClientId=self.client)
