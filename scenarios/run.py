@@ -81,7 +81,7 @@ class Run:
         provisioned = {
             d.id: DeviceRecord(d.id, d.type, d.key, _device_attrs(site, d.id)) for d in self.fleet.values()
         }
-        self.cloud = CloudService(clock, self._initial_book(), self._tap)
+        self.cloud = CloudService(clock, self._initial_book(), scenario.ruleset, self._tap)
         outbox_key = Ed25519PrivateKey.from_private_bytes(self.streams.get("edge.keys").bytes(32))
         self.edge = EdgeService(
             site.id,
@@ -161,6 +161,7 @@ class Run:
         for device in self.fleet.values():
             device.start()
         self.edge.start()
+        self.cloud.start()
         self.env.process(self.warehouse.collect())
         end = self.scenario.end_epoch
         steps = 100

@@ -104,7 +104,9 @@ def _run_cli(tmp: Path, hashseed: str) -> tuple[bytes, dict]:
 def test_same_scenario_and_seed_give_a_byte_identical_event_log_across_processes(tmp_path):
     log_a, result_a = _run_cli(tmp_path, "1")
     log_b, result_b = _run_cli(tmp_path, "4242")
-    assert log_a == log_b
+    if log_a != log_b:
+        first = next(i for i, (a, b) in enumerate(zip(log_a.splitlines(), log_b.splitlines())) if a != b)
+        pytest.fail(f"logs differ first at line {first + 1}:\n{log_a.splitlines()[first]!r}\n{log_b.splitlines()[first]!r}")
     assert len(log_a.splitlines()) > 10000
     for result in (result_a, result_b):
         del result["wall"]

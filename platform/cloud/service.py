@@ -15,6 +15,9 @@ from cangtwin.platform.cloud.alert_desk import AlertDesk
 from cangtwin.platform.cloud.book import CollateralBook, Lot
 from cangtwin.platform.cloud.dedupe import SeenRanges
 from cangtwin.platform.processing import ServiceQueue
+from cangtwin.platform.rules.context import CloudContext
+from cangtwin.platform.rules.engine import RuleEngine
+from cangtwin.platform.rules.ruleset import RuleSet
 from cangtwin.platform.records import (
     Alert,
     BookSync,
@@ -46,12 +49,16 @@ class CloudTiming:
 
 
 class CloudService:
-    def __init__(self, clock: Clock, book: CollateralBook, tap: Tap, timing: CloudTiming = CloudTiming()) -> None:
+    def __init__(
+        self, clock: Clock, book: CollateralBook, ruleset: RuleSet, tap: Tap, timing: CloudTiming = CloudTiming()
+    ) -> None:
         self.clock = clock
         self.book = book
         self.tap = tap
         self.desk = AlertDesk()
         self.shadows: dict[str, DeviceShadow] = {}
+        self.engine = RuleEngine(ruleset, "cloud", where="cloud")
+        self.context = CloudContext(book, self.shadows, edge_last_heard={})
         self.queue = ServiceQueue(clock, timing.per_batch_s, timing.per_record_s)
         self._seen: dict[str, SeenRanges] = {}
         self._downlinks: dict[str, Callable[[bytes], None]] = {}
@@ -59,6 +66,22 @@ class CloudService:
         self.records_applied = 0
         self.duplicates = 0
         self.rejections_reported: Counter[str] = Counter()
+
+    def start(self) -> None:
+        if self.engine.tick_s:
+            self._tick()
+
+    def _tick(self) -> None:
+        for alert in self.engine.tick(self.clock.now(), self.context):
+            self._raise_own(alert)
+        self.clock.call_later(self.engine.tick_s, self._tick)
+
+    def _raise_own(self, alert: Alert) -> None:
+        """Cloud-side rules: bank-visible as soon as they are raised."""
+        now = self.clock.now()
+        case = self.desk.raise_alert(alert, received_at=now, visible_at=now)
+        if case is not None:
+            self.tap("cloud.alert", case)
 
     def connect_edge(self, site: str, send_downlink: Callable[[bytes], None]) -> None:
         self._downlinks[site] = send_downlink
@@ -95,7 +118,10 @@ class CloudService:
                 self.duplicates += 1
                 continue
             self.records_applied += 1
-            self._apply_record(batch.site, record_decoder.decode(raw), received_at)
+            record = record_decoder.decode(raw)
+            self._apply_record(batch.site, record, received_at)
+            if self.engine.consumes(type(record)):
+                self._run_rules(record)
         self._downlinks[batch.site](record_encoder.encode(UplinkAck(batch.site, [seq for seq, _ in batch.entries])))
         if self.book.version != book_version:
             self.book_changed()
@@ -115,6 +141,7 @@ class CloudService:
         elif isinstance(record, Rejection):
             self.rejections_reported[record.reason] += 1
         elif isinstance(record, EdgeHeartbeat):
+            self.context.edge_last_heard[site] = max(self.context.edge_last_heard.get(site, record.at), record.at)
             self._edge_book_version[site] = record.book_version
             if record.book_version < self.book.version:
                 self.sync_edge(site)
@@ -130,3 +157,7 @@ class CloudService:
                     continue
                 self.book.add_lot(Lot(id=tag, tag=tag, site=site, commodity="unregistered", mass_kg=0.0, bay=None))
         self.tap("cloud.gate", event)
+
+    def _run_rules(self, record: object) -> None:
+        for alert in self.engine.evaluate(record, self.context, raised_at=self.clock.now()):
+            self._raise_own(alert)

@@ -502,7 +502,7 @@ class Outbox:
                     self._evict_oldest_segment()
                 used = s.bytes_in_use
             segment = segments[priority]
-            if segment is None or (segment[1] and segment[1] + size > segment_bytes):
+            if segment is None or (segment[1] + size > 2 * segment_bytes):
                 segment = segments[priority] = [s.next_segment, 0]
                 s.next_segment += 1
             segment[1] += size
@@ -569,7 +569,7 @@ class Outbox:
             f"SELECT count(*), coalesce(sum(length(payload)), 0), min(seq), max(seq) FROM entries WHERE {where}",
             (priority, first, last),
         ).fetchone()
-        None if reason == "ttl" else self._record_gap(lowest, highest, reason, priority, count, detail)
+        self._record_gap(lowest, highest, reason, priority, count, detail)
         self._db.execute(f"UPDATE entries SET payload = NULL WHERE {where}", (priority, first, last))
         s = self._s
         s.evicted += count

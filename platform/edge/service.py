@@ -18,7 +18,6 @@ from cangtwin.platform.processing import ServiceQueue
 from cangtwin.platform.records import (
     BookSync,
     EdgeHeartbeat,
-    GateEvent,
     Observation,
     Rejection,
     UplinkAck,
@@ -27,6 +26,7 @@ from cangtwin.platform.records import (
     record_encoder,
 )
 from cangtwin.platform.rules.base import BookView
+from cangtwin.platform.rules.context import DeviceMessage, EdgeContext
 from cangtwin.platform.rules.engine import RuleEngine
 from cangtwin.platform.rules.ruleset import RuleSet
 from cangtwin.platform.thing_model import ThingModel
@@ -82,6 +82,8 @@ class EdgeService:
         )
         self.fusion = GateFusion(site)
         self.book = BookView()
+        self.context = EdgeContext(site, self.book, devices)
+        self._rules_read_messages = self.engine.consumes(DeviceMessage)
         self.outbox = outbox
         self.send_uplink = send_uplink
         self.tap = tap
@@ -96,6 +98,13 @@ class EdgeService:
 
     def start(self) -> None:
         self._heartbeat()
+        if self.engine.tick_s:
+            self._tick()
+
+    def _tick(self) -> None:
+        for alert in self.engine.tick(self.clock.now(), self.context):
+            self._raise(alert)
+        self.clock.call_later(self.engine.tick_s, self._tick)
 
     # --- device side -------------------------------------------------------------------------
     def on_frame(self, frame: bytes) -> None:
@@ -125,6 +134,11 @@ class EdgeService:
                 Observation(envelope.device, envelope.kind, envelope.seq, envelope.clock, received_at, envelope.payload),
                 PRIORITY_TELEMETRY,
             )
+        if self._rules_read_messages:
+            message = DeviceMessage(
+                envelope.device, device.type, envelope.kind, envelope.seq, envelope.clock, received_at, payload
+            )
+            self._run_rules(message)
 
     def _close_passage(self, passage: Passage) -> None:
         event = self.fusion.close(passage, self.book)
@@ -132,10 +146,14 @@ class EdgeService:
         self._emit(event, PRIORITY_EVENT)
         self._run_rules(event)
 
-    def _run_rules(self, event: GateEvent | Rejection) -> None:
-        for alert in self.engine.evaluate(event, self.book, raised_at=self.clock.now()):
-            self.tap("edge.alert", alert)
-            self._emit(alert, PRIORITY_ALERT)
+    def _run_rules(self, event: object) -> None:
+        for alert in self.engine.evaluate(event, self.context, raised_at=self.clock.now()):
+            self._raise(alert)
+
+    def _raise(self, alert) -> None:
+        """Edge alerts go to the keeper and the siren at once, and up through the outbox."""
+        self.tap("edge.alert", alert)
+        self._emit(alert, PRIORITY_ALERT)
 
     # --- uplink ------------------------------------------------------------------------------
     def _emit(self, record: object, priority: int) -> None:

@@ -54,14 +54,26 @@ class BookView:
 
 
 class Rule:
-    """One rule kind. Subclasses declare `kind`, the events they consume, and `evaluate`."""
+    """One rule kind.
+
+    `where` says which side runs it: the edge (autonomous while offline, sees device traffic)
+    or the cloud (sees every warehouse, the registry and prices). A rule reacts to the event
+    types in `consumes`; a rule that watches for silence (a missing heartbeat, a stale price)
+    also sets `tick_s` and gets `on_time` calls. The context is the side's read-only view:
+    at the edge an `EdgeContext`, at the cloud the cloud service's `CloudContext`.
+    """
 
     kind: ClassVar[str]
-    consumes: ClassVar[tuple[type, ...]]
+    where: ClassVar[Literal["edge", "cloud"]] = "edge"
+    consumes: ClassVar[tuple[type, ...]] = ()
+    tick_s: ClassVar[float | None] = None
 
     def __init__(self, entry: RuleEntry) -> None:
         self.entry = entry
         self.params = entry.params  # type: ignore[attr-defined]
 
-    def evaluate(self, event: Any, book: BookView) -> list[Finding]:
-        raise NotImplementedError
+    def evaluate(self, event: Any, ctx: Any) -> list[Finding]:
+        return []
+
+    def on_time(self, now: float, ctx: Any) -> list[Finding]:
+        return []

@@ -8,7 +8,8 @@ import pydantic
 
 from cangtwin.platform.config_file import StrictModel
 from cangtwin.platform.records import Rejection
-from cangtwin.platform.rules.base import BookView, Finding, Rule, RuleEntry
+from cangtwin.platform.rules.base import Finding, Rule, RuleEntry
+from cangtwin.platform.rules.context import EdgeContext
 
 
 class Params(StrictModel):
@@ -31,7 +32,7 @@ class MessageIntegrity(Rule):
         super().__init__(entry)
         self._last_alert: dict[tuple[str, str], float] = {}
 
-    def evaluate(self, event: Rejection, book: BookView) -> list[Finding]:
+    def evaluate(self, event: Rejection, ctx: EdgeContext) -> list[Finding]:
         source = event.device or "unidentified"
         key = (source, event.reason)
         last = self._last_alert.get(key)

@@ -8,7 +8,8 @@ import pydantic
 
 from cangtwin.platform.config_file import StrictModel
 from cangtwin.platform.records import GateEvent
-from cangtwin.platform.rules.base import BookView, Finding, Rule, RuleEntry
+from cangtwin.platform.rules.base import Finding, Rule, RuleEntry
+from cangtwin.platform.rules.context import EdgeContext
 
 
 class Params(StrictModel):
@@ -27,9 +28,10 @@ class OutboundUnauthorized(Rule):
     kind = "outbound-unauthorized"
     consumes = (GateEvent,)
 
-    def evaluate(self, event: GateEvent, book: BookView) -> list[Finding]:
+    def evaluate(self, event: GateEvent, ctx: EdgeContext) -> list[Finding]:
         if event.direction != "out":
             return []
+        book = ctx.book
         unreleased = tuple(lot for lot in event.lots if lot in book.pledged and lot not in book.released)
         unknown = event.unknown_tags if self.params.alert_on_unknown_tags else ()
         if len(unreleased) < self.params.min_lots and not unknown:
