@@ -45,7 +45,7 @@ class MessageIntegrity(Rule):
                 event_time=event.received_at,
                 observed_at=event.received_at,
                 summary=f"rejected message from {source}: {event.reason}",
-                dedupe_key=f"{source}:{event.reason}",
+                dedupe_key=f"{source}:{event.reason}:{event.received_at!r}",  # the window is the rule's own
                 detail={"reason": event.reason, "detail": event.detail},
             )
         ]
