@@ -7,6 +7,7 @@ look like at this resolution.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -39,7 +40,7 @@ class Link:
     profile: LinkProfile = LinkProfile()
     fifo: bool = True
     stats: LinkStats = field(default_factory=LinkStats)
-    _last_arrival: float = float("-inf")
+    _queue: deque = field(default_factory=deque)  # FIFO mode: (arrival, data, deliver) in send order
 
     def is_up(self, at: float) -> bool:
         return not any(start <= at < end for start, end in self.profile.outages)
@@ -55,15 +56,28 @@ class Link:
             return
         arrival = now + self.profile.base_latency_s + (self.rng.exponential(self.profile.jitter_s) if self.profile.jitter_s else 0.0)
         if self.fifo:
-            arrival = max(arrival, self._last_arrival)
-            self._last_arrival = arrival
+            # One queue per link: a message never overtakes an earlier one, as on a TCP stream.
+            self._queue.append((arrival, data, deliver))
+            if len(self._queue) == 1:
+                self._schedule_head()
+        else:
+            self.env.timeout(arrival - now).callbacks.append(lambda _e: self._arrive(arrival, data, deliver))
+
+    def _schedule_head(self) -> None:
+        arrival, data, deliver = self._queue[0]
+
+        def pop(_event: simpy.Event) -> None:
+            self._queue.popleft()
+            self._arrive(arrival, data, deliver)
+            if self._queue:
+                self._schedule_head()
+
+        self.env.timeout(max(0.0, arrival - self.env.now)).callbacks.append(pop)
+
+    def _arrive(self, arrival: float, data: bytes, deliver: Callable[[bytes], None]) -> None:
         if not self.is_up(arrival):  # the link went down while the bytes were on it
             self.stats.dropped_in_outage += 1
             return
-
-        def arrive(_event: simpy.Event) -> None:
-            self.stats.delivered += 1
-            self.stats.bytes_delivered += len(data)
-            deliver(data)
-
-        self.env.timeout(arrival - now).callbacks.append(arrive)
+        self.stats.delivered += 1
+        self.stats.bytes_delivered += len(data)
+        deliver(data)

@@ -1,0 +1,88 @@
+"""The edge under bad traffic: every bad frame is refused, counted and alerted; nothing else is lost."""
+
+from __future__ import annotations
+
+import msgspec
+import simpy
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from cangtwin.devices.thing_descriptions import thing_descriptions
+from cangtwin.platform.clock import SimPyClock
+from cangtwin.platform.edge.auth import DeviceRecord
+from cangtwin.platform.edge.outbox import Outbox, OutboxConfig
+from cangtwin.platform.edge.service import EdgeService
+from cangtwin.platform.records import Alert, Observation, UplinkAck, batch_decoder, record_decoder, record_encoder
+from cangtwin.platform.rules.ruleset import load_ruleset
+from cangtwin.platform.thing_model import ThingModel
+from cangtwin.platform.wire import seal
+
+KEY = bytes(range(32))
+T0 = 1_772_000_000.0
+
+
+def _edge():
+    env = simpy.Environment(initial_time=T0)
+    sent: list = []
+    devices = {"scale-wb1": DeviceRecord("scale-wb1", "weighbridge", KEY, {"weighbridge": "WB1"})}
+    models = {name: ThingModel(td) for name, td in thing_descriptions().items()}
+    outbox = Outbox(None, OutboxConfig(max_bytes=1 << 24, segment_bytes=1 << 20), Ed25519PrivateKey.generate())
+    taps: list = []
+    edge = EdgeService("small", SimPyClock(env), devices, models, load_ruleset(), outbox,
+                       send_uplink=sent.append, tap=lambda ev, rec: taps.append((ev, rec)))
+    return env, edge, sent, taps
+
+
+def _frame(seq, clock=T0, kind="reading", payload=None, key=KEY, device="scale-wb1"):
+    return seal(device, key, seq, clock, kind, payload if payload is not None else {"mass_kg": 1000.0, "stable": True})
+
+
+def test_each_kind_of_bad_frame_is_refused_counted_and_alerted_and_good_traffic_flows_on():
+    env, edge, sent, taps = _edge()
+    good1 = _frame(1)
+    bad = {
+        "bad-signature": _frame(2, key=b"x" * 32),
+        "unknown-device": _frame(3, device="ghost"),
+        "replayed-seq": good1,
+        "clock-skew": _frame(4, clock=T0 + 60),
+        "unknown-kind": _frame(5, kind="teleport", payload={}),
+        "bad-payload": _frame(6, payload={"mass_kg": 1.0, "stable": True, "extra": 1}),
+        "truncated": good1[:10],
+        "malformed": b"\xc1" * 40,
+    }
+    edge.on_frame(good1)
+    for frame in bad.values():
+        edge.on_frame(frame)
+    edge.on_frame(_frame(7))
+    env.run(until=T0 + 1)
+    assert dict(edge.rejected) == {reason: 1 for reason in bad}
+    assert edge.accepted == 2
+    alerts = [rec for ev, rec in taps if ev == "edge.alert"]
+    assert {a.rule for a in alerts} == {"message-integrity"}
+    assert sorted(a.detail["reason"] for a in alerts) == sorted(bad)
+    # Both good readings went up the uplink, alongside the alerts and rejections.
+    records = [record_decoder.decode(raw) for data in sent for _, raw in batch_decoder.decode(data).entries]
+    readings = [r for r in records if isinstance(r, Observation) and r.kind == "reading"]
+    assert [r.seq for r in readings] == [1, 7]
+    assert len([r for r in records if isinstance(r, Alert)]) == len(alerts)
+
+
+def test_unacknowledged_batches_are_resent_and_acks_empty_the_outbox():
+    env, edge, sent, _ = _edge()
+    edge.on_frame(_frame(1))
+    env.run(until=T0 + 1)
+    assert len(sent) == 1
+    env.run(until=T0 + 12)  # no ack within the timeout: the same entries again
+    first, again = batch_decoder.decode(sent[0]), batch_decoder.decode(sent[1])
+    assert first.entries == again.entries
+    edge.on_downlink(record_encoder.encode(UplinkAck("small", [seq for seq, _ in again.entries])))
+    assert edge.outbox.next_batch(100, env.now) == []
+
+
+def test_book_sync_commands_apply_only_when_newer():
+    from cangtwin.platform.records import BookSync
+
+    env, edge, _, _ = _edge()
+    edge.on_downlink(msgspec.msgpack.encode(BookSync("small", 5, {"B01-01": "LN"}, [], {"B01-01": "EPC-B01-01"})))
+    edge.on_downlink(msgspec.msgpack.encode(BookSync("small", 4, {}, [], {})))
+    assert edge.book.version == 5 and edge.book.pledged == {"B01-01": "LN"}
+    assert edge.book.lot_by_tag == {"EPC-B01-01": "B01-01"}
