@@ -43,11 +43,12 @@ def run(scenarios: tuple[Path, ...], out: Path, seed: int | None) -> None:
     for scenario in loaded:
         folder = out / f"{scenario.spec.scenario}-s{scenario.spec.seed}"
         folder.mkdir(parents=True, exist_ok=True)
+        (folder / "crash.log").unlink(missing_ok=True)
         try:
             with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                           TimeElapsedColumn(), console=errors, transient=True) as bar:
                 task = bar.add_task(f"{scenario.spec.scenario} (seed {scenario.spec.seed})", total=1.0)
-                outcome = run_scenario(scenario, progress=lambda done: bar.update(task, completed=done))
+                outcome = run_scenario(scenario, folder, progress=lambda done: bar.update(task, completed=done))
         except Exception:
             (folder / "crash.log").write_text(traceback.format_exc())
             errors.print(f"error: {scenario.source}: the run crashed; traceback in {folder / 'crash.log'}", markup=False)
@@ -61,3 +62,33 @@ def run(scenarios: tuple[Path, ...], out: Path, seed: int | None) -> None:
         console.print(f"wrote {folder / 'result.json'} and {folder / 'events.jsonl'}")
         all_passed &= passed(result)
     sys.exit(0 if all_passed else 1)
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--keys", type=click.Path(path_type=Path), default=None,
+              help="The parties' public keys you trust (parties.json). Without it, a package's own keys are used.")
+@click.option("--heads", type=click.Path(path_type=Path), default=None,
+              help="Published signed tree heads (for a ledger log; default: ledger-heads.json beside it).")
+@click.option("--quorum", type=click.IntRange(1, 16), default=3, show_default=True,
+              help="Signatures required on each tree head (N of M parties).")
+def verify(path: Path, keys: Path | None, heads: Path | None, quorum: int) -> None:
+    """Check an evidence package or a whole ledger log offline, trusting nothing from its producer."""
+    from rich.table import Table
+
+    from cangtwin.platform.ledger.verification import VerifyInputError, verify_path
+
+    try:
+        title, checks, ok = verify_path(path, keys, heads, quorum)
+    except VerifyInputError as err:
+        errors.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    table = Table(title=title, title_justify="left")
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("detail")
+    for name, passed_check, detail in checks:
+        table.add_row(name, "[green]ok[/]" if passed_check else "[bold red]FAILED[/]", detail)
+    console.print(table)
+    console.print("[green]verified[/]" if ok else "[bold red]verification failed[/]")
+    sys.exit(0 if ok else 1)

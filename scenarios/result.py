@@ -90,6 +90,7 @@ def build_result(outcome: RunOutcome, log_sha256: str) -> dict:
             {**msgspec.to_builtins(s.alert), "cloud_received_at": s.cloud_received_at, "visible_at": s.visible_at}
             for s in outcome.alerts
         ],
+        "evidence": {alert_id: path.name for alert_id, path in outcome.evidence.items()},
         "messages": outcome.messages,
         "edge_rejections": outcome.edge_rejections,
         "wall": {

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
+import msgspec
 import simpy
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -22,10 +24,12 @@ from cangtwin.fraud.outbound import inject_unauthorized_outbound
 from cangtwin.platform.clock import SimPyClock
 from cangtwin.platform.cloud.alert_desk import AlertCase
 from cangtwin.platform.cloud.book import CollateralBook, Loan, Lot
+from cangtwin.platform.cloud.evidence import EvidenceRecorder
 from cangtwin.platform.cloud.service import CloudService
 from cangtwin.platform.edge.auth import DeviceRecord
 from cangtwin.platform.edge.outbox import Outbox, OutboxConfig
 from cangtwin.platform.edge.service import EdgeService
+from cangtwin.platform.ledger.tree_head import PARTIES
 from cangtwin.platform.records import Alert
 from cangtwin.platform.thing_model import ThingModel
 from cangtwin.scenarios.eventlog import EventLog
@@ -51,12 +55,15 @@ class RunOutcome:
     edge_rejections: dict[str, int]
     messages: dict[str, int]
     wall_s: float
-    book_final: dict = field(default_factory=dict)
+    evidence: dict[str, Path] = field(default_factory=dict)  # alert id → its evidence package
 
 
 class Run:
-    def __init__(self, scenario: Scenario) -> None:
+    """One replication. Its ledger and evidence packages are written under `workdir`."""
+
+    def __init__(self, scenario: Scenario, workdir: Path) -> None:
         self.scenario = scenario
+        self.workdir = workdir
         spec = scenario.spec
         self.env = simpy.Environment(initial_time=scenario.start_epoch)
         self.streams = RandomStreams(spec.seed)
@@ -81,7 +88,12 @@ class Run:
         provisioned = {
             d.id: DeviceRecord(d.id, d.type, d.key, _device_attrs(site, d.id)) for d in self.fleet.values()
         }
-        self.cloud = CloudService(clock, self._initial_book(), scenario.ruleset, self._tap)
+        party_keys = self.streams.get("ledger.parties")
+        parties = {name: Ed25519PrivateKey.from_private_bytes(party_keys.bytes(32)) for name in PARTIES}
+        ledger_path = workdir / "ledger.log"
+        ledger_path.unlink(missing_ok=True)
+        self.evidence = EvidenceRecorder(clock, ledger_path, parties)
+        self.cloud = CloudService(clock, self._initial_book(), scenario.ruleset, self._tap, evidence=self.evidence)
         outbox_key = Ed25519PrivateKey.from_private_bytes(self.streams.get("edge.keys").bytes(32))
         self.edge = EdgeService(
             site.id,
@@ -171,6 +183,7 @@ class Run:
                 progress(i / steps)
         wall = time.perf_counter() - started
         self.world.close()
+        evidence = self._write_evidence()
         alerts = [
             SeenAlert(
                 alert,
@@ -191,8 +204,23 @@ class Run:
         assert end == self.env.now
         return RunOutcome(
             self.scenario, self.scenario.spec.seed, self.log, list(self.labels), alerts,
-            dict(sorted((str(k), v) for k, v in self.edge.rejected.items())), messages, wall,
+            dict(sorted((str(k), v) for k, v in self.edge.rejected.items())), messages, wall, evidence,
         )
+
+    def _write_evidence(self) -> dict[str, Path]:
+        """Signed heads, the parties' keys, and one evidence package per integrated alert."""
+        folder = self.workdir / "evidence"
+        folder.mkdir(exist_ok=True)
+        (self.workdir / "ledger-heads.json").write_bytes(msgspec.json.encode(self.evidence.heads))
+        (self.workdir / "parties.json").write_bytes(msgspec.json.encode(self.evidence.public_keys()))
+        written = {}
+        for alert_id, case in sorted(self._cloud_cases.items()):
+            package = self.evidence.package(case.alert)
+            if package is not None:
+                written[alert_id] = folder / f"{alert_id}.json"
+                written[alert_id].write_bytes(package)
+        self.evidence.close()
+        return written
 
 
 def _device_attrs(site, device_id: str) -> dict[str, str]:
@@ -200,5 +228,8 @@ def _device_attrs(site, device_id: str) -> dict[str, str]:
     return {k: v for k, v in (("gate", entry.gate), ("weighbridge", entry.weighbridge), ("forklift", entry.forklift)) if v}
 
 
-def run_scenario(scenario: Scenario, progress: Callable[[float], None] | None = None) -> RunOutcome:
-    return Run(scenario).execute(progress)
+def run_scenario(
+    scenario: Scenario, workdir: Path, progress: Callable[[float], None] | None = None
+) -> RunOutcome:
+    workdir.mkdir(parents=True, exist_ok=True)
+    return Run(scenario, workdir).execute(progress)

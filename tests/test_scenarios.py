@@ -20,8 +20,8 @@ CLI = Path(sys.executable).parent / "cangtwin"
 
 
 @pytest.fixture(scope="module")
-def demo():
-    outcome = run_scenario(load_scenario(LIBRARY / "demo-outbound.yaml"))
+def demo(tmp_path_factory):
+    outcome = run_scenario(load_scenario(LIBRARY / "demo-outbound.yaml"), tmp_path_factory.mktemp("demo"))
     return outcome, build_result(outcome, "n/a")
 
 
@@ -67,8 +67,8 @@ def test_weighbridge_reads_the_truck_from_contact_forces_within_mpe(demo):
     assert all(w["data"]["true_kg"] >= 15000 - 1 for w in weighs)
 
 
-def test_authorized_release_of_the_same_lots_raises_nothing():
-    outcome = run_scenario(load_scenario(LIBRARY / "authorized-release.yaml"))
+def test_authorized_release_of_the_same_lots_raises_nothing(tmp_path):
+    outcome = run_scenario(load_scenario(LIBRARY / "authorized-release.yaml"), tmp_path)
     result = build_result(outcome, "n/a")
     assert result["alerts"] == []
     gone = [json.loads(line)["data"]["lots"] for line in outcome.log.lines if b'"twin.goods-left"' in line]
@@ -76,8 +76,8 @@ def test_authorized_release_of_the_same_lots_raises_nothing():
     assert result["status"] == "SUCCESS"
 
 
-def test_forged_frames_are_rejected_counted_and_alerted_while_the_edge_keeps_working():
-    outcome = run_scenario(load_scenario(LIBRARY / "forged-device.yaml"))
+def test_forged_frames_are_rejected_counted_and_alerted_while_the_edge_keeps_working(tmp_path):
+    outcome = run_scenario(load_scenario(LIBRARY / "forged-device.yaml"), tmp_path)
     result = build_result(outcome, "n/a")
     assert outcome.edge_rejections == {"bad-signature": 50, "unknown-device": 10}
     rules = {a["rule"] for a in result["alerts"]}

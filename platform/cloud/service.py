@@ -14,6 +14,7 @@ from cangtwin.platform.clock import Clock
 from cangtwin.platform.cloud.alert_desk import AlertDesk
 from cangtwin.platform.cloud.book import CollateralBook, Lot
 from cangtwin.platform.cloud.dedupe import SeenRanges
+from cangtwin.platform.cloud.evidence import EvidenceRecorder
 from cangtwin.platform.processing import ServiceQueue
 from cangtwin.platform.rules.context import CloudContext
 from cangtwin.platform.rules.engine import RuleEngine
@@ -50,9 +51,17 @@ class CloudTiming:
 
 class CloudService:
     def __init__(
-        self, clock: Clock, book: CollateralBook, ruleset: RuleSet, tap: Tap, timing: CloudTiming = CloudTiming()
+        self,
+        clock: Clock,
+        book: CollateralBook,
+        ruleset: RuleSet,
+        tap: Tap,
+        timing: CloudTiming = CloudTiming(),
+        evidence: EvidenceRecorder | None = None,
     ) -> None:
         self.clock = clock
+        self.ruleset = ruleset
+        self.evidence = evidence
         self.book = book
         self.tap = tap
         self.desk = AlertDesk()
@@ -68,6 +77,8 @@ class CloudService:
         self.rejections_reported: Counter[str] = Counter()
 
     def start(self) -> None:
+        if self.evidence:
+            self.evidence.ruleset_activated(self.ruleset, self.clock.now())
         if self.engine.tick_s:
             self._tick()
 
@@ -79,9 +90,14 @@ class CloudService:
     def _raise_own(self, alert: Alert) -> None:
         """Cloud-side rules: bank-visible as soon as they are raised."""
         now = self.clock.now()
-        case = self.desk.raise_alert(alert, received_at=now, visible_at=now)
+        self._hold(alert, received_at=now, visible_at=now)
+
+    def _hold(self, alert: Alert, received_at: float, visible_at: float) -> None:
+        case = self.desk.raise_alert(alert, received_at, visible_at)
         if case is not None:
             self.tap("cloud.alert", case)
+            if self.evidence:
+                self.evidence.alert(alert, visible_at)
 
     def connect_edge(self, site: str, send_downlink: Callable[[bytes], None]) -> None:
         self._downlinks[site] = send_downlink
@@ -133,9 +149,7 @@ class CloudService:
             shadow.last_seen = max(shadow.last_seen, record.clock)
             shadow.last[record.kind] = record.clock
         elif isinstance(record, Alert):
-            case = self.desk.raise_alert(record, received_at, visible_at=now)
-            if case is not None:
-                self.tap("cloud.alert", case)
+            self._hold(record, received_at, visible_at=now)
         elif isinstance(record, GateEvent):
             self._apply_gate_event(site, record)
         elif isinstance(record, Rejection):
@@ -147,6 +161,8 @@ class CloudService:
                 self.sync_edge(site)
 
     def _apply_gate_event(self, site: str, event: GateEvent) -> None:
+        if self.evidence:
+            self.evidence.gate_event(event)
         if event.direction == "out":
             self.book.record_outbound(list(event.lots))
         else:
