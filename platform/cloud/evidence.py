@@ -47,10 +47,10 @@ class EvidenceRecorder:
                      "version": ruleset.version, "sha256": ruleset.sha256, "effective_at": at})
 
     def gate_event(self, event: GateEvent) -> None:
-        self._submit(f"gate:{event.id}", {"type": "gate-event", **msgspec.to_builtins(event)})
+        self._submit(f"gate:{event.id}", msgspec.to_builtins(event))  # tagged: "type": "gate"
 
     def alert(self, alert: Alert, visible_at: float) -> None:
-        self._submit(f"alert:{alert.id}", {"type": "alert", "visible_at": visible_at, **msgspec.to_builtins(alert)})
+        self._submit(f"alert:{alert.id}", {"visible_at": visible_at, **msgspec.to_builtins(alert)})
 
     @property
     def heads(self) -> list[SignedTreeHead]:
