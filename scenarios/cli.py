@@ -92,3 +92,36 @@ def verify(path: Path, keys: Path | None, heads: Path | None, quorum: int) -> No
     console.print(table)
     console.print("[green]verified[/]" if ok else "[bold red]verification failed[/]")
     sys.exit(0 if ok else 1)
+
+
+@main.group()
+def rules() -> None:
+    """Rule sets: versioned files that banks edit."""
+
+
+@rules.command("diff")
+@click.argument("old", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+def rules_diff(old: Path, new: Path) -> None:
+    """Show what changed between two rule files, rule by rule and parameter by parameter."""
+    from rich.table import Table
+
+    from cangtwin.platform.rules.diff import diff_rulesets
+    from cangtwin.platform.rules.ruleset import load_ruleset
+
+    try:
+        before, after = load_ruleset(old), load_ruleset(new)
+    except InputError as err:
+        errors.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    console.print(f"{before.label}  →  {after.label}")
+    changes = diff_rulesets(before, after)
+    if not changes:
+        console.print("no rule changed")
+        return
+    table = Table()
+    for col in ("rule", "change", "old", "new"):
+        table.add_column(col)
+    for c in changes:
+        table.add_row(c.rule, c.what, "" if c.old is None else str(c.old), "" if c.new is None else str(c.new))
+    console.print(table)
