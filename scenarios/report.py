@@ -25,10 +25,11 @@ def print_summary(console: Console, result: dict, timezone: str) -> None:
         detections.add_column(col)
     for label in result["labels"]:
         d = result["detections"].get(label["id"])
+        missed = "[dim]fault[/]" if label["fault"] else "[bold red]MISSED[/]"
         onset = "—" if label["onset"] is None else datetime.fromtimestamp(label["onset"], tz).strftime("%H:%M:%S.%f")[:-3]
         detections.add_row(
             label["id"], label["kind"], ", ".join(label["targets"]), onset,
-            d["rule"] if d else "[bold red]MISSED[/]", d["alert"] if d else "—",
+            d["rule"] if d else missed, d["alert"] if d else "—",
             _seconds(d["edge_latency_s"]) if d else "—", _seconds(d["bank_latency_s"]) if d else "—",
         )
     console.print(detections)

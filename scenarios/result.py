@@ -16,7 +16,7 @@ import msgspec
 from cangtwin.scenarios.criteria import Criterion, Status, at_least, at_most, overall
 from cangtwin.scenarios.matching import MatchResult, match
 from cangtwin.scenarios.run import RunOutcome
-from cangtwin.scenarios.spec import Detect, NoAlerts, NoFalseAlarms, Rejections
+from cangtwin.scenarios.spec import Detect, NoAlerts, NoFalseAlarms, Rejections, ZeroLoss
 
 RESULT_FORMAT = "cangtwin.result/1"
 
@@ -53,6 +53,9 @@ def evaluate(outcome: RunOutcome, matched: MatchResult) -> list[Criterion]:
             criteria.append(at_most("false alarms", 0, exp.acceptable, len(matched.false_alarms)))
         elif isinstance(exp, Rejections):
             criteria.append(at_least(f"frames rejected as {exp.reason}", exp.min, outcome.edge_rejections.get(exp.reason, 0)))
+        elif isinstance(exp, ZeroLoss):
+            m = outcome.messages
+            criteria.append(at_most("records lost between edge and cloud", 0, 0, m["records_lost"] + m["outbox_evicted"]))
         elif isinstance(exp, NoAlerts):
             count = sum(1 for s in outcome.alerts if s.alert.rule == exp.rule)
             criteria.append(at_most(f"no {exp.rule} alerts", 0, 0, count))

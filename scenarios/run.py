@@ -20,6 +20,7 @@ from cangtwin.devices.fleet import build_fleet
 from cangtwin.devices.thing_descriptions import thing_descriptions
 from cangtwin.fraud.forged_device import inject_forged_device
 from cangtwin.fraud.label import Label
+from cangtwin.fraud.outage import inject_uplink_outage
 from cangtwin.fraud.outbound import inject_unauthorized_outbound
 from cangtwin.platform.clock import SimPyClock
 from cangtwin.platform.cloud.alert_desk import AlertCase
@@ -34,7 +35,15 @@ from cangtwin.platform.records import Alert
 from cangtwin.platform.thing_model import ThingModel
 from cangtwin.scenarios.eventlog import EventLog
 from cangtwin.scenarios.matching import SeenAlert
-from cangtwin.scenarios.spec import ForgedDevice, Inbound, Outbound, Release, Scenario, UnauthorizedOutbound
+from cangtwin.scenarios.spec import (
+    ForgedDevice,
+    Inbound,
+    Outbound,
+    Release,
+    Scenario,
+    UnauthorizedOutbound,
+    UplinkOutage,
+)
 from cangtwin.twin.network import Link, LinkProfile
 from cangtwin.twin.rng import RandomStreams
 from cangtwin.twin.warehouse import Warehouse
@@ -163,6 +172,9 @@ class Run:
                     self.env, inj.id, start + inj.at, claimed, "heartbeat", {"uptime_s": 1.0, "status": "ok"},
                     inj.count, inj.interval_s, self.streams.get(f"fraud.{inj.id}"), self._to_edge, self._record_label,
                 )
+            elif isinstance(inj, UplinkOutage):
+                inject_uplink_outage(inj.id, self.scenario.site.id, start + inj.at, inj.duration,
+                                     [self.uplink, self.downlink], self._record_label)
 
     def _record_label(self, label: Label) -> None:
         self.labels.append(label)
@@ -193,6 +205,7 @@ class Run:
             for aid, alert in sorted(self._edge_alerts.items())
         ]
         links = (self.device_link, self.uplink, self.downlink)
+        outbox = self.edge.outbox.counters
         messages = {
             "emitted": sum(d.seq for d in self.fleet.values()),
             "edge_accepted": self.edge.accepted,
@@ -200,12 +213,23 @@ class Run:
             "cloud_records": self.cloud.records_applied,
             "cloud_duplicates": self.cloud.duplicates,
             "lost_on_links": sum(link.stats.lost + link.stats.dropped_in_outage for link in links),
+            "outbox_appended": outbox.appended,
+            "outbox_evicted": outbox.evicted,
+            "outbox_pending": outbox.pending,
+            "records_lost": self._records_lost(),
         }
         assert end == self.env.now
         return RunOutcome(
             self.scenario, self.scenario.spec.seed, self.log, list(self.labels), alerts,
             dict(sorted((str(k), v) for k, v in self.edge.rejected.items())), messages, wall, evidence,
         )
+
+    def _records_lost(self) -> int:
+        """Outbox sequence numbers neither committed at the cloud nor still waiting in the outbox."""
+        pending = {e.seq for e in self.edge.outbox.next_batch(1 << 30, self.env.now)}
+        head_seq, _ = self.edge.outbox.head
+        site = self.scenario.site.id
+        return sum(1 for seq in range(1, head_seq + 1) if seq not in pending and not self.cloud.has_record(site, seq))
 
     def _write_evidence(self) -> dict[str, Path]:
         """Signed heads, the parties' keys, and one evidence package per integrated alert."""

@@ -86,7 +86,14 @@ class ForgedDevice(StrictModel):
     interval_s: float = pydantic.Field(default=1.0, gt=0)
 
 
-Injection = Annotated[Union[UnauthorizedOutbound, ForgedDevice], pydantic.Field(discriminator="kind")]
+class UplinkOutage(StrictModel):
+    kind: Literal["uplink-outage"]
+    id: str
+    at: Seconds
+    duration: Seconds
+
+
+Injection = Annotated[Union[UnauthorizedOutbound, ForgedDevice, UplinkOutage], pydantic.Field(discriminator="kind")]
 
 
 class Detect(StrictModel):
@@ -123,7 +130,15 @@ class NoAlerts(StrictModel):
     rule: str
 
 
-Expectation = Annotated[Union[Detect, NoFalseAlarms, Rejections, NoAlerts], pydantic.Field(discriminator="kind")]
+class ZeroLoss(StrictModel):
+    """Every record the edge queued reached the cloud exactly once, and nothing was evicted."""
+
+    kind: Literal["zero-loss"]
+
+
+Expectation = Annotated[
+    Union[Detect, NoFalseAlarms, Rejections, NoAlerts, ZeroLoss], pydantic.Field(discriminator="kind")
+]
 
 
 class ScenarioFile(StrictModel):

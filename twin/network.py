@@ -41,9 +41,17 @@ class Link:
     fifo: bool = True
     stats: LinkStats = field(default_factory=LinkStats)
     _queue: deque = field(default_factory=deque)  # FIFO mode: (arrival, data, deliver) in send order
+    _outages: list[tuple[float, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._outages.extend(self.profile.outages)
+
+    def add_outage(self, start: float, end: float) -> None:
+        """A fault injector cuts the link for [start, end)."""
+        self._outages.append((start, end))
 
     def is_up(self, at: float) -> bool:
-        return not any(start <= at < end for start, end in self.profile.outages)
+        return not any(start <= at < end for start, end in self._outages)
 
     def send(self, data: bytes, deliver: Callable[[bytes], None]) -> None:
         now = self.env.now

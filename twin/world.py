@@ -20,17 +20,21 @@ from cangtwin.twin.site import Commodity, Site
 
 
 @contextlib.contextmanager
-def _c_stdout_silenced():
-    """pybullet's C code prints a build banner on connect; keep it off our stdout (reports go there)."""
-    saved = os.dup(1)
+def _c_output_silenced():
+    """pybullet's C code prints a build banner on connect; keep it out of our reports."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 1)
+            os.dup2(devnull.fileno(), 2)
             yield
-            ctypes.CDLL(None).fflush(None)  # the banner sits in C's stdio buffer until flushed
+            ctypes.CDLL(None).fflush(None)  # the banner sits in C's stdio buffers until flushed
     finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+        for fd, copy in ((1, saved[0]), (2, saved[1])):
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 GRAVITY = 9.81
@@ -70,8 +74,7 @@ def shape_for(commodity: Commodity, mass_kg: float) -> Shape:
 class PhysicalWorld:
     def __init__(self, site: Site) -> None:
         self.site = site
-        sys.stdout.flush()
-        with _c_stdout_silenced():
+        with _c_output_silenced():
             self.client = pb.connect(pb.DIRECT)
         pb.setGravity(0, 0, -GRAVITY, physicsClientId=self.client)
         pb.setTimeStep(STEP_S, physicsClientId=self.client)

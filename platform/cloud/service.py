@@ -121,6 +121,10 @@ class CloudService:
         for site in sorted(self._downlinks):
             self.sync_edge(site)
 
+    def has_record(self, site: str, seq: int) -> bool:
+        """Whether the edge's record `seq` has been committed here (for accounting and audits)."""
+        return seq in self._seen.get(site, ())
+
     def on_uplink(self, data: bytes) -> None:
         received_at = self.clock.now()
         batch = batch_decoder.decode(data)
