@@ -23,19 +23,21 @@ def inject_unauthorized_outbound(
     label_id: str,
     at: float,
     lots: list[str],
+    loans: list[str],
     record: Callable[[Label], None],
 ) -> Label:
+    """`loans` are those the lots secure: their LTV may move when the goods are gone."""
     value = sum(warehouse.lots[lot].mass_kg for lot in lots)
     label = Label(
         id=label_id,
         kind="unauthorized-outbound",
         fault=False,
-        targets=[f"lot:{lot}" for lot in lots],
+        targets=[f"lot:{lot}" for lot in lots] + [f"loan:{loan}" for loan in loans],
         injected_at=at,
         magnitude=len(lots),
         magnitude_unit="lots",
         primary_rules=["outbound-unauthorized"],
-        secondary_rules=["inventory-mismatch"],
+        secondary_rules=["inventory-mismatch", "ltv-band", "ltv-disposal"],
         detail={"mass_kg": round(value, 1), "via": "gate"},
     )
 

@@ -91,13 +91,14 @@ class UplinkAck(msgspec.Struct, frozen=True, tag="ack"):
 
 
 class BookSync(msgspec.Struct, frozen=True, tag="book-sync"):
-    """Command down to the edge: which lots are pledged (lot → loan) and which are released."""
+    """Command down to the edge: which lots are pledged (lot → loan), released, tagged, and where."""
 
     site: str
     version: int
     pledged: dict[str, str]
     released: list[str]
     tags: dict[str, str]
+    bays: dict[str, str] = {}
 
 
 batch_decoder = msgspec.msgpack.Decoder(UplinkBatch)

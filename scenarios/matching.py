@@ -5,7 +5,8 @@
   window [onset - CLOCK_SLACK_S, onset + window_s].
 - The first primary-rule alert for a label is its detection; further primary alerts are repeats;
   secondary-rule alerts are expected consequences, not false alarms.
-- Alerts explained by a labelled fault are expected, not false.
+- Faults are matched the same way (a device failure should be caught by device-offline), and the
+  alerts they explain are expected, not false.
 - An alert that no label explains is a false alarm.
 """
 
@@ -47,9 +48,12 @@ class MatchResult:
     secondary: dict[str, list[str]] = field(default_factory=dict)
     fault_explained: list[str] = field(default_factory=list)
     false_alarms: list[str] = field(default_factory=list)
+    explained_by: dict[str, list[str]] = field(default_factory=dict)  # alert → labels that explain it
+    by_rule: dict[tuple[str, str], Detection] = field(default_factory=dict)  # (label, rule) → its first alert
 
     def missed(self, labels: list[Label]) -> list[str]:
-        return [label.id for label in labels if not label.fault and label.id not in self.detections]
+        """Labels whose primary rules never caught them (a fault's too: a failed device must be noticed)."""
+        return [label.id for label in labels if label.primary_rules and label.id not in self.detections]
 
 
 def _explains(label: Label, alert: Alert) -> bool:
@@ -89,10 +93,12 @@ def match(labels: list[Label], alerts: list[SeenAlert]) -> MatchResult:
         if not explaining:
             result.false_alarms.append(alert.id)
             continue
+        result.explained_by[alert.id] = [label.id for label in explaining]
+        if any(label.fault for label in explaining):
+            result.fault_explained.append(alert.id)
         for label in explaining:
-            if label.fault:
-                result.fault_explained.append(alert.id)
-            elif alert.rule in label.primary_rules:
+            result.by_rule.setdefault((label.id, alert.rule), _detection(label, seen))
+            if alert.rule in label.primary_rules:
                 if label.id in result.detections:
                     result.repeats[label.id] = result.repeats.get(label.id, 0) + 1
                 else:

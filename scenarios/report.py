@@ -25,7 +25,7 @@ def print_summary(console: Console, result: dict, timezone: str) -> None:
         detections.add_column(col)
     for label in result["labels"]:
         d = result["detections"].get(label["id"])
-        missed = "[dim]fault[/]" if label["fault"] else "[bold red]MISSED[/]"
+        missed = "[bold red]MISSED[/]" if label["primary_rules"] else "[dim]—[/]"
         onset = "—" if label["onset"] is None else datetime.fromtimestamp(label["onset"], tz).strftime("%H:%M:%S.%f")[:-3]
         detections.add_row(
             label["id"], label["kind"], ", ".join(label["targets"]), onset,
@@ -41,9 +41,10 @@ def print_summary(console: Console, result: dict, timezone: str) -> None:
         alerts = Table(title="Alerts", title_justify="left")
         for col in ("alert", "rule", "severity", "targets", "summary", "explained by"):
             alerts.add_column(col)
-        explained = {d["alert"]: d["label"] for d in result["detections"].values()}
+        detections = {d["alert"] for d in result["detections"].values()}
         for a in result["alerts"]:
-            why = explained.get(a["id"]) or ("[bold red]false alarm[/]" if a["id"] in result["false_alarms"] else "repeat/secondary")
+            labels = ", ".join(result["explained_by"].get(a["id"], []))
+            why = labels if a["id"] in detections else (f"{labels} (expected)" if labels else "[bold red]false alarm[/]")
             alerts.add_row(a["id"], a["rule"], a["severity"], ", ".join(a["targets"]), a["summary"], why)
         console.print(alerts)
 

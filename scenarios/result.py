@@ -41,9 +41,9 @@ def evaluate(outcome: RunOutcome, matched: MatchResult) -> list[Criterion]:
     criteria = []
     for exp in outcome.scenario.spec.expectations:
         if isinstance(exp, Detect):
-            detection = matched.detections.get(exp.label)
+            detection = matched.by_rule.get((exp.label, exp.rule))
             actual = None
-            if detection is not None and detection.rule == exp.rule:
+            if detection is not None:
                 actual = detection.bank_latency_s if exp.view == "bank" else detection.edge_latency_s
             criteria.append(
                 at_most(f"{exp.rule} catches {exp.label} ({exp.view})", exp.success_s, exp.acceptable_s,
@@ -88,6 +88,7 @@ def build_result(outcome: RunOutcome, log_sha256: str) -> dict:
         "repeats": matched.repeats,
         "secondary": matched.secondary,
         "false_alarms": matched.false_alarms,
+        "explained_by": matched.explained_by,
         "false_alarms_per_site_day": round(len(matched.false_alarms) / duration_days, 6) if duration_days else None,
         "alerts": [
             {**msgspec.to_builtins(s.alert), "cloud_received_at": s.cloud_received_at, "visible_at": s.visible_at}

@@ -18,8 +18,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cangtwin.devices.fleet import build_fleet
 from cangtwin.devices.thing_descriptions import thing_descriptions
+from cangtwin.fraud.duplicate_pledge import inject_duplicate_pledge
 from cangtwin.fraud.forged_device import inject_forged_device
 from cangtwin.fraud.label import Label
+from cangtwin.fraud.market import inject_feed_silence, inject_price_crash
 from cangtwin.fraud.outage import inject_uplink_outage
 from cangtwin.fraud.outbound import inject_unauthorized_outbound
 from cangtwin.platform.clock import SimPyClock
@@ -31,19 +33,26 @@ from cangtwin.platform.edge.auth import DeviceRecord
 from cangtwin.platform.edge.outbox import Outbox, OutboxConfig
 from cangtwin.platform.edge.service import EdgeService
 from cangtwin.platform.ledger.tree_head import PARTIES
+from cangtwin.platform.registry.fingerprint import fingerprint_from_book
+from cangtwin.platform.registry.registry import Filing, PledgeRegistry
+from cangtwin.platform.site_geometry import SiteGeometry
 from cangtwin.platform.records import Alert
 from cangtwin.platform.thing_model import ThingModel
 from cangtwin.scenarios.eventlog import EventLog
 from cangtwin.scenarios.matching import SeenAlert
 from cangtwin.scenarios.spec import (
+    DuplicatePledge,
     ForgedDevice,
     Inbound,
     Outbound,
+    PriceCrash,
+    PriceFeedSilent,
     Release,
     Scenario,
     UnauthorizedOutbound,
     UplinkOutage,
 )
+from cangtwin.twin.market import reference_feed
 from cangtwin.twin.network import Link, LinkProfile
 from cangtwin.twin.rng import RandomStreams
 from cangtwin.twin.warehouse import Warehouse
@@ -51,6 +60,7 @@ from cangtwin.twin.world import PhysicalWorld
 
 LAN = LinkProfile(base_latency_s=0.004, jitter_s=0.002)
 WAN = LinkProfile(base_latency_s=0.030, jitter_s=0.015)
+REGISTRY_LAG_S = 300.0  # online registration becomes searchable within minutes
 OUTBOX = OutboxConfig(max_bytes=512 * 1024 * 1024, segment_bytes=4 * 1024 * 1024, when_full="overwrite_oldest")
 
 
@@ -102,7 +112,11 @@ class Run:
         ledger_path = workdir / "ledger.log"
         ledger_path.unlink(missing_ok=True)
         self.evidence = EvidenceRecorder(clock, ledger_path, parties)
-        self.cloud = CloudService(clock, self._initial_book(), scenario.ruleset, self._tap, evidence=self.evidence)
+        book = self._initial_book()
+        self.registry = self._initial_registry(book)
+        self.cloud = CloudService(
+            clock, book, scenario.ruleset, self._tap, evidence=self.evidence, registry=self.registry
+        )
         outbox_key = Ed25519PrivateKey.from_private_bytes(self.streams.get("edge.keys").bytes(32))
         self.edge = EdgeService(
             site.id,
@@ -113,10 +127,16 @@ class Run:
             Outbox(None, OUTBOX, outbox_key),
             send_uplink=lambda data: self.uplink.send(data, self.cloud.on_uplink),
             tap=self._tap,
+            geometry=_geometry(site),
         )
         self.cloud.connect_edge(site.id, lambda data: self.downlink.send(data, self.edge.on_downlink))
+        self.market = reference_feed(self.streams, start_at=self.env.now)
         self._schedule_operations()
         self._schedule_injections()
+
+    def _price(self, tick) -> None:
+        self.log.record("market.tick", tick)
+        self.cloud.on_price(tick)
 
     def _to_edge(self, frame: bytes) -> None:
         self.device_link.send(frame, self.edge.on_frame)
@@ -142,6 +162,16 @@ class Run:
             book.pledge(loan.id, lots, receipt_id=f"WR-{site_id}-{n:04d}")
         return book
 
+    def _initial_registry(self, book: CollateralBook) -> PledgeRegistry:
+        """The national registry (中登网) already shows each loan's pledge when the run starts."""
+        registry = PledgeRegistry(lag_s=REGISTRY_LAG_S)
+        filed = self.env.now - REGISTRY_LAG_S
+        for receipt in sorted(book.receipts.values(), key=lambda r: r.id):
+            loan = book.loans[receipt.loan]
+            registry.file(Filing(f"REG-{receipt.id}", loan.bank, loan.borrower, self.scenario.site.id, receipt.id,
+                                 fingerprint_from_book(book, receipt.id), filed))
+        return registry
+
     def _at(self, offset: float, action: Callable[[], None]) -> None:
         self.env.timeout(offset).callbacks.append(lambda _e: action())
 
@@ -163,14 +193,30 @@ class Run:
         start = self.env.now
         for inj in self.scenario.spec.injections:
             if isinstance(inj, UnauthorizedOutbound):
+                loans = sorted({self.cloud.book.pledges[lot] for lot in inj.lots if lot in self.cloud.book.pledges})
                 inject_unauthorized_outbound(
-                    self.env, self.warehouse, inj.id, start + inj.at, list(inj.lots), self._record_label
+                    self.env, self.warehouse, inj.id, start + inj.at, list(inj.lots), loans, self._record_label
                 )
             elif isinstance(inj, ForgedDevice):
                 claimed = inj.device if inj.mode == "wrong-key" else f"rogue-{inj.device}"
                 inject_forged_device(
                     self.env, inj.id, start + inj.at, claimed, "heartbeat", {"uptime_s": 1.0, "status": "ok"},
                     inj.count, inj.interval_s, self.streams.get(f"fraud.{inj.id}"), self._to_edge, self._record_label,
+                )
+            elif isinstance(inj, PriceCrash):
+                loans = sorted({loan for lot, loan in self.cloud.book.pledges.items()
+                                if self.cloud.book.lots[lot].commodity == inj.commodity})
+                inject_price_crash(inj.id, self.market, inj.commodity, start + inj.at, inj.drop, loans, self._record_label)
+            elif isinstance(inj, PriceFeedSilent):
+                commodities = sorted({self.cloud.book.lots[lot].commodity for lot in self.cloud.book.pledges})
+                inject_feed_silence(inj.id, self.market, start + inj.at, inj.duration, commodities, self._record_label)
+            elif isinstance(inj, DuplicatePledge):
+                book = self.cloud.book
+                receipt = next(r for r in sorted(book.receipts.values(), key=lambda r: r.id) if r.loan == inj.loan)
+                inject_duplicate_pledge(
+                    inj.id, self.registry, start + inj.at, fingerprint_from_book(book, receipt.id), inj.bank,
+                    book.loans[inj.loan].borrower, self.scenario.site.id, self._record_label,
+                    lambda t, action: self._at(t - self.env.now, action),
                 )
             elif isinstance(inj, UplinkOutage):
                 inject_uplink_outage(inj.id, self.scenario.site.id, start + inj.at, inj.duration,
@@ -186,6 +232,7 @@ class Run:
             device.start()
         self.edge.start()
         self.cloud.start()
+        self.market.run(SimPyClock(self.env), self._price, latency_s=0.5)
         self.env.process(self.warehouse.collect())
         end = self.scenario.end_epoch
         steps = 100
@@ -196,13 +243,12 @@ class Run:
         wall = time.perf_counter() - started
         self.world.close()
         evidence = self._write_evidence()
+        held = self._cloud_cases
+        everything = {**{aid: case.alert for aid, case in held.items()}, **self._edge_alerts}
         alerts = [
-            SeenAlert(
-                alert,
-                self._cloud_cases[aid].cloud_received_at if aid in self._cloud_cases else None,
-                self._cloud_cases[aid].visible_at if aid in self._cloud_cases else None,
-            )
-            for aid, alert in sorted(self._edge_alerts.items())
+            SeenAlert(alert, held[aid].cloud_received_at if aid in held else None,
+                      held[aid].visible_at if aid in held else None)
+            for aid, alert in sorted(everything.items())
         ]
         links = (self.device_link, self.uplink, self.downlink)
         outbox = self.edge.outbox.counters
@@ -248,8 +294,30 @@ class Run:
 
 
 def _device_attrs(site, device_id: str) -> dict[str, str]:
-    entry = next(d for d in site.spec.devices if d.id == device_id)
-    return {k: v for k, v in (("gate", entry.gate), ("weighbridge", entry.weighbridge), ("forklift", entry.forklift)) if v}
+    """What the warehouse's integrator provisions on the edge for each device."""
+    spec = site.spec
+    entry = next(d for d in spec.devices if d.id == device_id)
+    attrs = {k: v for k, v in (("gate", entry.gate), ("weighbridge", entry.weighbridge), ("forklift", entry.forklift)) if v}
+    if entry.weighbridge:
+        scale = next(w for w in spec.weighbridges if w.id == entry.weighbridge)
+        attrs["division_kg"] = repr(scale.division_kg)
+    if entry.type == "climate-sensor":
+        zone = next((name for name, rect in spec.zones.items() if rect.contains(*entry.position[:2])), None)
+        stored = sorted({bay.commodity for bay in spec.bays if zone is None or bay.zone == zone})
+        attrs["commodities"] = ",".join(stored)
+        if zone:
+            attrs["zone"] = zone
+    return attrs
+
+
+def _geometry(site) -> SiteGeometry:
+    """The site plan the integrator loads onto the edge: zones, bays, time zone, working hours."""
+    s = site.spec
+    return SiteGeometry.model_validate({
+        "site": s.site, "timezone": s.timezone, "working_hours": s.working_hours.model_dump(),
+        "zones": {k: r.model_dump() for k, r in s.zones.items()},
+        "bays": [{"id": b.id, "zone": b.zone, "rect": b.rect.model_dump()} for b in s.bays],
+    })
 
 
 def run_scenario(

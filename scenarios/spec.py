@@ -86,6 +86,16 @@ class ForgedDevice(StrictModel):
     interval_s: float = pydantic.Field(default=1.0, gt=0)
 
 
+class DuplicatePledge(StrictModel):
+    """The borrower of `loan` pledges the same goods again, to `bank`, under a fresh receipt."""
+
+    kind: Literal["duplicate-pledge"]
+    id: str
+    at: Seconds
+    loan: str
+    bank: str
+
+
 class UplinkOutage(StrictModel):
     kind: Literal["uplink-outage"]
     id: str
@@ -93,7 +103,25 @@ class UplinkOutage(StrictModel):
     duration: Seconds
 
 
-Injection = Annotated[Union[UnauthorizedOutbound, ForgedDevice, UplinkOutage], pydantic.Field(discriminator="kind")]
+class PriceCrash(StrictModel):
+    kind: Literal["price-crash"]
+    id: str
+    at: Seconds
+    commodity: str
+    drop: float = pydantic.Field(gt=0, lt=1)  # 0.3 = the price falls 30 %
+
+
+class PriceFeedSilent(StrictModel):
+    kind: Literal["price-feed-silent"]
+    id: str
+    at: Seconds
+    duration: Seconds
+
+
+Injection = Annotated[
+    Union[UnauthorizedOutbound, ForgedDevice, UplinkOutage, PriceCrash, PriceFeedSilent, DuplicatePledge],
+    pydantic.Field(discriminator="kind"),
+]
 
 
 class Detect(StrictModel):
@@ -243,6 +271,10 @@ def _check_references(spec: ScenarioFile, site: Site, ruleset: RuleSet, locator:
             raise locator.error(("injections", i, "at"), f"{inj.at:g} s is beyond the duration ({spec.duration:g} s)")
         if isinstance(inj, UnauthorizedOutbound):
             unknown_lots(("injections", i, "lots"), inj.lots)
+        if isinstance(inj, DuplicatePledge) and inj.loan not in loans:
+            raise locator.error(("injections", i, "loan"), f"unknown loan {inj.loan!r}")
+        if isinstance(inj, PriceCrash) and inj.commodity not in site.spec.commodities:
+            raise locator.error(("injections", i, "commodity"), f"unknown commodity {inj.commodity!r}")
         if isinstance(inj, ForgedDevice) and inj.mode == "wrong-key" and inj.device not in devices:
             raise locator.error(("injections", i, "device"), f"unknown device {inj.device!r}")
     for i, exp in enumerate(spec.expectations):

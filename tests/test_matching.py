@@ -48,11 +48,13 @@ def test_wrong_target_wrong_rule_or_outside_the_window_is_a_false_alarm():
     assert sorted(result.false_alarms) == ["other-lot", "other-rule", "too-early", "too-late"]
 
 
-def test_alerts_explained_by_a_fault_are_not_false_and_faults_are_never_missed():
+def test_faults_are_detected_like_frauds_and_their_alerts_are_not_false():
     outage = _label(id="outage", kind="uplink-outage", fault=True, targets=["edge:small"],
                     primary_rules=["edge-offline"], secondary_rules=[])
     result = match([outage], [_seen("A1", rule="edge-offline", targets=("edge:small",))])
     assert result.fault_explained == ["A1"] and result.false_alarms == [] and result.missed([outage]) == []
+    assert result.detections["outage"].alert == "A1"
+    assert match([outage], []).missed([outage]) == ["outage"]
 
 
 def test_an_alert_never_seen_by_the_cloud_has_no_bank_latency():
@@ -64,3 +66,10 @@ def test_an_alert_never_seen_by_the_cloud_has_no_bank_latency():
 def test_a_label_whose_act_never_happened_explains_nothing():
     result = match([_label(onset=None)], [_seen("A1")])
     assert result.false_alarms == ["A1"]
+
+
+def test_the_first_alert_of_each_rule_is_kept_for_per_rule_criteria():
+    result = match([_label()], [_seen("A1", rule="inventory-mismatch", raised=100.3), _seen("A2", raised=100.9)])
+    assert result.detections["theft"].alert == "A2"
+    assert result.by_rule[("theft", "inventory-mismatch")].alert == "A1"
+    assert result.by_rule[("theft", "outbound-unauthorized")].alert == "A2"

@@ -14,14 +14,12 @@ import os
 import sys
 from dataclasses import dataclass
 
-import pybullet as pb
-
 from cangtwin.twin.site import Commodity, Site
 
 
 @contextlib.contextmanager
 def _c_output_silenced():
-    """pybullet's C code prints a build banner on connect; keep it out of our reports."""
+    """pybullet's C code prints a build banner (on import, on connect); keep it out of our reports."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
@@ -36,6 +34,9 @@ def _c_output_silenced():
             os.dup2(copy, fd)
             os.close(copy)
 
+
+with _c_output_silenced():
+    import pybullet as pb
 
 GRAVITY = 9.81
 STEP_S = 1.0 / 240.0

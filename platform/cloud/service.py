@@ -16,9 +16,11 @@ from cangtwin.platform.cloud.book import CollateralBook, Lot
 from cangtwin.platform.cloud.dedupe import SeenRanges
 from cangtwin.platform.cloud.evidence import EvidenceRecorder
 from cangtwin.platform.processing import ServiceQueue
+from cangtwin.platform.registry.registry import PledgeRegistry
 from cangtwin.platform.rules.context import CloudContext
 from cangtwin.platform.rules.engine import RuleEngine
 from cangtwin.platform.rules.ruleset import RuleSet
+from cangtwin.platform.value.feed import PriceBook, PriceTick
 from cangtwin.platform.records import (
     Alert,
     BookSync,
@@ -58,6 +60,8 @@ class CloudService:
         tap: Tap,
         timing: CloudTiming = CloudTiming(),
         evidence: EvidenceRecorder | None = None,
+        registry: PledgeRegistry | None = None,
+        registry_poll_s: float = 0.5,
     ) -> None:
         self.clock = clock
         self.ruleset = ruleset
@@ -67,7 +71,12 @@ class CloudService:
         self.desk = AlertDesk()
         self.shadows: dict[str, DeviceShadow] = {}
         self.engine = RuleEngine(ruleset, "cloud", where="cloud")
-        self.context = CloudContext(book, self.shadows, edge_last_heard={})
+        self.prices = PriceBook()
+        self.registry = registry
+        self.registry_poll_s = registry_poll_s
+        self.context = CloudContext(
+            book, self.shadows, edge_last_heard={}, extra={"prices": self.prices, "registry": registry}
+        )
         self.queue = ServiceQueue(clock, timing.per_batch_s, timing.per_record_s)
         self._seen: dict[str, SeenRanges] = {}
         self._downlinks: dict[str, Callable[[bytes], None]] = {}
@@ -81,6 +90,15 @@ class CloudService:
             self.evidence.ruleset_activated(self.ruleset, self.clock.now())
         if self.engine.tick_s:
             self._tick()
+        if self.registry is not None:
+            self._poll_registry()
+
+    def _poll_registry(self) -> None:
+        """Read what the national registry has made public since the last poll (ownership trust)."""
+        for event in self.registry.events_until(self.clock.now()):
+            self.tap("cloud.registry", event)
+            self._run_rules(event)
+        self.clock.call_later(self.registry_poll_s, self._poll_registry)
 
     def _tick(self) -> None:
         for alert in self.engine.tick(self.clock.now(), self.context):
@@ -102,6 +120,8 @@ class CloudService:
     def connect_edge(self, site: str, send_downlink: Callable[[bytes], None]) -> None:
         self._downlinks[site] = send_downlink
         self._seen.setdefault(site, SeenRanges())
+        # An edge that never speaks must still be noticed: count its silence from now.
+        self.context.edge_last_heard.setdefault(site, self.clock.now())
         self.sync_edge(site)
 
     def sync_edge(self, site: str) -> None:
@@ -113,6 +133,7 @@ class CloudService:
             pledged={lid: loan for lid, loan in sorted(self.book.pledges.items()) if lid in lots},
             released=sorted(lid for lid in self.book.released if lid in lots),
             tags={lid: lot.tag for lid, lot in sorted(lots.items())},
+            bays={lid: lot.bay for lid, lot in sorted(lots.items()) if lot.bay and lot.present},
         )
         self._downlinks[site](record_encoder.encode(command))
 
@@ -120,6 +141,16 @@ class CloudService:
         """Push the new book to every edge (bank actions and inbound goods both change it)."""
         for site in sorted(self._downlinks):
             self.sync_edge(site)
+
+    def on_price(self, tick: PriceTick) -> None:
+        """A price source's tick (value trust): update the price book, then the value rules."""
+        received_at = self.clock.now()
+
+        def apply() -> None:
+            if self.prices.update(tick, received_at=received_at):
+                self._run_rules(tick)
+
+        self.queue.submit(apply)
 
     def has_record(self, site: str, seq: int) -> bool:
         """Whether the edge's record `seq` has been committed here (for accounting and audits)."""

@@ -502,7 +502,7 @@ class Outbox:
                     self._evict_oldest_segment()
                 used = s.bytes_in_use
             segment = segments[priority]
-            if segment is None or (segment[1] + size > 2 * segment_bytes):
+            if segment is None or (segment[1] and segment[1] + size > segment_bytes):
                 segment = segments[priority] = [s.next_segment, 0]
                 s.next_segment += 1
             segment[1] += size

@@ -29,6 +29,7 @@ from cangtwin.platform.rules.base import BookView
 from cangtwin.platform.rules.context import DeviceMessage, EdgeContext
 from cangtwin.platform.rules.engine import RuleEngine
 from cangtwin.platform.rules.ruleset import RuleSet
+from cangtwin.platform.site_geometry import SiteGeometry
 from cangtwin.platform.thing_model import ThingModel
 from cangtwin.platform.wire import WireError
 
@@ -68,6 +69,7 @@ class EdgeService:
         send_uplink: Callable[[bytes], None],
         tap: Tap,
         timing: EdgeTiming = EdgeTiming(),
+        geometry: SiteGeometry | None = None,
     ) -> None:
         self.site = site
         self.clock = clock
@@ -82,7 +84,7 @@ class EdgeService:
         )
         self.fusion = GateFusion(site)
         self.book = BookView()
-        self.context = EdgeContext(site, self.book, devices)
+        self.context = EdgeContext(site, self.book, devices, extra={"geometry": geometry} if geometry else {})
         self._rules_read_messages = self.engine.consumes(DeviceMessage)
         self.outbox = outbox
         self.send_uplink = send_uplink
@@ -201,6 +203,7 @@ class EdgeService:
             self.book.pledged = dict(message.pledged)
             self.book.released = set(message.released)
             self.book.lot_by_tag = {tag: lot for lot, tag in message.tags.items()}
+            self.book.bay_by_lot = dict(message.bays)
             self.tap("edge.book-sync", message)
 
     def _heartbeat(self) -> None:

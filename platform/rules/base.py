@@ -51,6 +51,7 @@ class BookView:
         self.pledged: dict[str, str] = {}
         self.released: set[str] = set()
         self.lot_by_tag: dict[str, str] = {}
+        self.bay_by_lot: dict[str, str] = {}
 
 
 class Rule:

@@ -14,12 +14,33 @@ from typing import Annotated, Union
 import pydantic
 
 from cangtwin.platform.config_file import InputError, StrictModel, load_yaml
-from cangtwin.platform.rules import message_integrity, outbound_unauthorized
+from cangtwin.platform.rules import (
+    device_offline,
+    duplicate_pledge,
+    edge_offline,
+    environment,
+    geofence,
+    ltv_band,
+    message_integrity,
+    outbound_unauthorized,
+    ownership_change,
+    price_stale,
+    weighbridge_anomaly,
+)
 from cangtwin.platform.rules.base import Rule
 
 KINDS = {
     "outbound-unauthorized": (outbound_unauthorized.Entry, outbound_unauthorized.OutboundUnauthorized),
     "message-integrity": (message_integrity.Entry, message_integrity.MessageIntegrity),
+    "ltv-band": (ltv_band.Entry, ltv_band.LtvBand),
+    "price-stale": (price_stale.Entry, price_stale.PriceStale),
+    "duplicate-pledge": (duplicate_pledge.Entry, duplicate_pledge.DuplicatePledge),
+    "ownership-change": (ownership_change.Entry, ownership_change.OwnershipChange),
+    "device-offline": (device_offline.Entry, device_offline.DeviceOffline),
+    "edge-offline": (edge_offline.Entry, edge_offline.EdgeOffline),
+    "environment": (environment.Entry, environment.Environment),
+    "geofence": (geofence.Entry, geofence.Geofence),
+    "weighbridge-anomaly": (weighbridge_anomaly.Entry, weighbridge_anomaly.WeighbridgeAnomaly),
 }
 
 AnyEntry = Annotated[

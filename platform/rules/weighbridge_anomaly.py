@@ -1,0 +1,198 @@
+"""weighbridge-anomaly: the scale itself misbehaves — unstable weighing, zero drift, plateau steps.
+
+Readings are put back in device-clock order (a reorder window of `reorder_s`) and fused into weigh
+tickets by `WeighingFuser`. Three checks, in divisions e of the scale (device attr `division_kg`):
+
+- unstable weighing: no plateau of at least `min_stable_s` while loaded (someone rocking the
+  truck, or stepping on and off the plate, so no reading can be taken);
+- zero drift: the empty scale reads stable beyond ±`zero_tolerance_e` for `zero_drift_min_s`
+  (a remote-control offset, or a zero the indicator no longer tracks);
+- plateau step: two stable plateaus of the vehicle fully on the plate (both at least
+  `on_fraction` of the highest plateau) differ by more than `max_plateau_step_e` (a person
+  stepping on or off). Axles rolling on give plateaus far below the full load and are ignored.
+
+Weighing accuracy against a declared or expected weight is not judged here: an honest scale is
+off by up to its MPE (class III: 1.5e at 2000–10000e), and the declared weight lives in fusion.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pydantic
+
+from cangtwin.platform.config_file import StrictModel
+from cangtwin.platform.edge.weighing import WeighingFuser, WeighTicket
+from cangtwin.platform.rules.base import Finding, Rule, RuleEntry
+from cangtwin.platform.rules.context import DeviceMessage, EdgeContext
+
+DEFAULT_DIVISION_KG = 20.0  # e of a 60 t class III weighbridge, when the device attrs omit it
+
+
+class Params(StrictModel):
+    min_stable_s: float = pydantic.Field(default=3.0, ge=0, le=600)
+    zero_tolerance_e: float = pydantic.Field(default=1.0, ge=0, le=100)
+    zero_drift_min_s: float = pydantic.Field(default=5.0, ge=0, le=3600)
+    max_plateau_step_e: float = pydantic.Field(default=1.5, gt=0, le=1000)
+    on_fraction: float = pydantic.Field(default=0.9, gt=0, le=1)
+    # Below this many e the plate counts as empty (R76 Min is 20e; a person weighs ~4e at 20 kg).
+    zero_band_e: float = pydantic.Field(default=10.0, gt=0, le=1000)
+    reorder_s: float = pydantic.Field(default=0.5, ge=0, le=10)
+
+
+class Entry(RuleEntry):
+    kind: Literal["weighbridge-anomaly"]
+    params: Params = Params()
+
+
+@dataclass
+class _Scale:
+    fuser: WeighingFuser
+    pending: list[tuple[float, int, float, float, bool]] = field(default_factory=list)  # clock, seq, recv, kg, stable
+    newest_clock: float = float("-inf")
+    newest_arrival: float = float("-inf")
+    released_clock: float = float("-inf")
+    drift_since: float | None = None
+    drift_alerted: bool = False
+
+
+class WeighbridgeAnomaly(Rule):
+    kind = "weighbridge-anomaly"
+    consumes = (DeviceMessage,)
+    tick_s = 1.0
+
+    def __init__(self, entry: Entry) -> None:
+        super().__init__(entry)
+        self._scales: dict[str, _Scale] = {}
+
+    def _scale(self, device: str, ctx: EdgeContext) -> _Scale:
+        scale = self._scales.get(device)
+        if scale is None:
+            raw = ctx.devices[device].attrs.get("division_kg", str(DEFAULT_DIVISION_KG))
+            try:
+                division = float(raw)
+            except ValueError:
+                raise ValueError(
+                    f"rule {self.entry.id}: device {device} has division_kg {raw!r}, not a number"
+                ) from None
+            scale = self._scales[device] = _Scale(WeighingFuser(device, division, self.params.zero_band_e))
+        return scale
+
+    def evaluate(self, event: DeviceMessage, ctx: EdgeContext) -> list[Finding]:
+        if event.device_type != "weighbridge":
+            return []
+        scale = self._scale(event.device, ctx)
+        scale.newest_clock = max(scale.newest_clock, event.clock)
+        scale.newest_arrival = max(scale.newest_arrival, event.received_at)
+        # A reading older than one already fused missed the reorder window; it cannot be placed.
+        if event.kind == "reading" and event.clock > scale.released_clock:
+            entry = (event.clock, event.seq, event.received_at, event.payload.mass_kg, event.payload.stable)
+            heapq.heappush(scale.pending, entry)
+        return self._release(event.device, scale, scale.newest_clock - self.params.reorder_s, ctx)
+
+    def on_time(self, now: float, ctx: EdgeContext) -> list[Finding]:
+        """Flush a scale that has gone quiet: nothing earlier can still be on its way."""
+        return [
+            finding
+            for device, scale in self._scales.items()
+            if scale.pending and scale.newest_arrival <= now - self.params.reorder_s
+            for finding in self._release(device, scale, float("inf"), ctx)
+        ]
+
+    def _release(self, device: str, scale: _Scale, upto: float, ctx: EdgeContext) -> list[Finding]:
+        findings: list[Finding] = []
+        weighbridge = ctx.devices[device].attrs.get("weighbridge")
+        targets = (f"device:{device}",) + ((f"weighbridge:{weighbridge}",) if weighbridge else ())
+        while scale.pending and scale.pending[0][0] <= upto:
+            clock, _seq, received_at, mass, stable = heapq.heappop(scale.pending)
+            scale.released_clock = clock
+            ticket = scale.fuser.add(clock, mass, stable)
+            if ticket is not None:
+                findings += self._judge_ticket(ticket, targets, received_at, scale.fuser.division_kg)
+            findings += self._judge_zero(scale, clock, mass, stable, targets, received_at)
+        return findings
+
+    def _judge_zero(
+        self, scale: _Scale, clock: float, mass: float, stable: bool, targets: tuple[str, ...], received_at: float
+    ) -> list[Finding]:
+        if scale.fuser.loaded:
+            scale.drift_since, scale.drift_alerted = None, False
+            return []
+        if not stable:
+            return []
+        e = scale.fuser.division_kg
+        if abs(mass) <= self.params.zero_tolerance_e * e:
+            scale.drift_since, scale.drift_alerted = None, False
+            return []
+        if scale.drift_since is None:
+            scale.drift_since = clock
+        if scale.drift_alerted or clock - scale.drift_since < self.params.zero_drift_min_s:
+            return []
+        scale.drift_alerted = True
+        device = scale.fuser.device
+        return [
+            Finding(
+                targets=targets,
+                event_time=clock,
+                observed_at=received_at,
+                summary=f"weighbridge {device} reads {mass:g} kg ({mass / e:+.1f}e) when empty",
+                dedupe_key=f"{device}:zero@{scale.drift_since:.3f}",
+                detail={"check": "zero-drift", "mass_kg": mass, "division_kg": e, "since": scale.drift_since},
+            )
+        ]
+
+    def _judge_ticket(
+        self, ticket: WeighTicket, targets: tuple[str, ...], received_at: float, e: float
+    ) -> list[Finding]:
+        findings = []
+        device = ticket.device
+        ticket_detail = {
+            "started_at": ticket.started_at,
+            "ended_at": ticket.ended_at,
+            "gross_kg": ticket.gross_kg,
+            "stable_s": ticket.stable_s,
+            "instability": ticket.instability,
+        }
+        if ticket.stable_s < self.params.min_stable_s:
+            findings.append(
+                Finding(
+                    targets=targets,
+                    event_time=ticket.ended_at,
+                    observed_at=received_at,
+                    summary=(
+                        f"weighbridge {device}: no stable reading for {self.params.min_stable_s:g} s in a "
+                        f"{ticket.ended_at - ticket.started_at:.0f} s weighing"
+                    ),
+                    dedupe_key=f"{device}:unstable@{ticket.started_at:.3f}",
+                    detail={"check": "unstable", **ticket_detail},
+                )
+            )
+        top = max((p.mass_kg for p in ticket.plateaus), default=0.0)
+        on = [p.mass_kg >= self.params.on_fraction * top for p in ticket.plateaus]
+        steps = [
+            (a, b)
+            for i, (a, b) in enumerate(zip(ticket.plateaus, ticket.plateaus[1:]))
+            if on[i] and on[i + 1] and abs(b.mass_kg - a.mass_kg) > self.params.max_plateau_step_e * e
+        ]
+        if steps:
+            first = steps[0][1]
+            findings.append(
+                Finding(
+                    targets=targets,
+                    event_time=first.start,
+                    observed_at=received_at,
+                    summary=(
+                        f"weighbridge {device}: stable weight stepped {len(steps)} time(s) with the vehicle on, "
+                        f"first by {first.mass_kg - steps[0][0].mass_kg:+g} kg"
+                    ),
+                    dedupe_key=f"{device}:step@{ticket.started_at:.3f}",
+                    detail={
+                        "check": "plateau-step",
+                        "steps": [(a.mass_kg, b.mass_kg, b.start) for a, b in steps],
+                        **ticket_detail,
+                    },
+                )
+            )
+        return findings
