@@ -47,13 +47,27 @@ def _field_path(loc: tuple) -> str:
 
 
 def _line_map(node: yaml.Node, source: str) -> dict[tuple, int]:
-    """Map each key/item path to its 1-based line, refusing duplicate keys (YAML hides them)."""
+    """Map each key/item path to its 1-based line.
+
+    Refuses what YAML allows but these files must not hold: duplicate keys (YAML keeps the
+    last silently), non-scalar keys, and aliases (a recursive or exponentially nested alias
+    would hang any consumer).
+    """
     lines: dict[tuple, int] = {(): node.start_mark.line + 1}
+    visited: set[int] = set()
 
     def walk(n: yaml.Node, path: tuple) -> None:
+        if isinstance(n, (yaml.MappingNode, yaml.SequenceNode)):
+            if id(n) in visited:
+                raise InputError(source, n.start_mark.line + 1, _field_path(path) or None,
+                                 "YAML aliases (*name) are not supported here; write the value out")
+            visited.add(id(n))
         if isinstance(n, yaml.MappingNode):
             seen = set()
             for key, value in n.value:
+                if not isinstance(key, yaml.ScalarNode):
+                    raise InputError(source, key.start_mark.line + 1, _field_path(path) or None,
+                                     "a key must be a plain name, not a list or a mapping")
                 name = key.value
                 if name in seen:
                     raise InputError(source, key.start_mark.line + 1, _field_path(path + (name,)), "duplicate key")
@@ -103,7 +117,11 @@ class Locator:
 
 def parse_yaml_located(text: str, model: type[Model], source: str) -> tuple[Model, Locator]:
     """Validate YAML text against `model`; raise InputError located in `source`."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # a control character the reader refuses
+        line = text.count("\n", 0, exc.position) + 1
+        raise InputError(source, line, None, f"broken YAML: character {chr(exc.character)!r} is not allowed") from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -127,7 +145,10 @@ def parse_yaml_located(text: str, model: type[Model], source: str) -> tuple[Mode
         message = first["msg"].removeprefix("Value error, ")
         if first["type"] not in ("missing", "extra_forbidden") and "input" in first:
             message += f", got {first['input']!r}"
-        raise locator.error(tuple(first["loc"]), message + suffix) from None
+        loc = tuple(first["loc"])
+        if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc += (first["ctx"]["discriminator"].strip("'"),)  # blame the tag field itself
+        raise locator.error(loc, message + suffix) from None
 
 
 def parse_yaml(text: str, model: type[Model], source: str) -> Model:

@@ -7,6 +7,7 @@ out-of-range values. Compiling once per device type keeps validation on the 100k
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -34,6 +35,8 @@ def _field_type(name: str, schema: dict[str, Any]) -> Any:
     else:
         raise ThingModelError(f"field {name!r}: unsupported data schema type {kind!r}")
     bounds = {}
+    if kind == "number":  # a JSON number is never NaN or infinite; these bounds refuse both
+        bounds = {"ge": -sys.float_info.max, "le": sys.float_info.max}
     if "minimum" in schema:
         bounds["ge"] = schema["minimum"]
     if "maximum" in schema:

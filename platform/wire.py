@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import hmac
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -23,7 +23,7 @@ class Envelope(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """What every device message carries; `payload` is MessagePack bytes checked per kind."""
 
     device: str
-    seq: int
+    seq: Annotated[int, msgspec.Meta(ge=0)]
     clock: float
     kind: str
     payload: msgspec.Raw
@@ -77,6 +77,8 @@ def split(frame: bytes) -> tuple[Envelope, bytes, bytes]:
     except msgspec.DecodeError as exc:
         reason = Reject.TRUNCATED if "truncated" in str(exc).lower() else Reject.MALFORMED
         raise WireError(reason, str(exc)) from None
+    except UnicodeDecodeError as exc:  # msgspec raises this, not DecodeError, for bad UTF-8
+        raise WireError(Reject.MALFORMED, f"invalid UTF-8: {exc.reason}") from None
     return envelope, body, tag
 
 

@@ -15,7 +15,7 @@ from cangtwin.platform.config_file import InputError
 
 # Reports are read in CI logs too, where rich would assume 80 columns and fold every table.
 console = Console(width=None if Console().is_terminal else 120)
-errors = Console(stderr=True)
+errors = Console(stderr=True, emoji=False, highlight=False)
 
 
 @click.group()

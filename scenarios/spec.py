@@ -213,11 +213,17 @@ def load_scenario(path: str | Path, seed: int | None = None) -> Scenario:
     try:
         site = load_site(_relative(path, spec.site))
     except InputError as err:
-        if err.field == "site":  # not found as a reference name: blame the scenario's field
-            raise locator.error(("site",), f"unknown site {spec.site!r}: {err.message}") from None
+        if err.line is None:  # no such reference site or file: blame the scenario's field
+            what = f"unknown site {spec.site!r}" if err.field == "site" else repr(spec.site)
+            raise locator.error(("site",), f"{what}: {err.message}") from None
         raise
     rules = None if spec.rules == "default" else _relative(path, spec.rules)
-    ruleset = load_ruleset(rules)
+    try:
+        ruleset = load_ruleset(rules)
+    except InputError as err:
+        if err.line is None:
+            raise locator.error(("rules",), f"{spec.rules!r}: {err.message}") from None
+        raise
     start = _start_epoch(spec, site, locator)
     _check_references(spec, site, ruleset, locator)
     return Scenario(spec, str(path), hashlib.sha256(text.encode()).hexdigest(), site, ruleset, start)

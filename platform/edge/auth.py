@@ -67,7 +67,7 @@ class DeviceAuthenticator:
         if not tag_matches(device.key, body, tag):
             raise WireError(Reject.BAD_SIGNATURE, "HMAC-SHA256 tag does not match the device key", device.id)
         skew = envelope.clock - now
-        if abs(skew) > self.max_clock_skew_s:
+        if not abs(skew) <= self.max_clock_skew_s:  # also refuses a NaN clock
             raise WireError(Reject.CLOCK_SKEW, f"device clock off by {skew:+.3f} s", device.id)
         if not self.windows[device.id].check_and_mark(envelope.seq):
             raise WireError(Reject.REPLAYED_SEQ, f"sequence {envelope.seq} already seen or too old", device.id)
@@ -76,6 +76,6 @@ class DeviceAuthenticator:
             payload = model.decode(envelope.kind, envelope.payload)
         except KeyError:
             raise WireError(Reject.UNKNOWN_KIND, f"{device.type} has no message kind {envelope.kind!r}", device.id) from None
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise WireError(Reject.BAD_PAYLOAD, f"{envelope.kind}: {exc}", device.id) from None
         return envelope, payload

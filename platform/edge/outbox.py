@@ -569,7 +569,7 @@ class Outbox:
             f"SELECT count(*), coalesce(sum(length(payload)), 0), min(seq), max(seq) FROM entries WHERE {where}",
             (priority, first, last),
         ).fetchone()
-        self._record_gap(lowest, highest, reason, priority, count, detail)
+        self._record_gap(lowest, highest, reason, priority, count, detail) if reason != "ttl" else None
         self._db.execute(f"UPDATE entries SET payload = NULL WHERE {where}", (priority, first, last))
         s = self._s
         s.evicted += count
