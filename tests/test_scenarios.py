@@ -39,9 +39,9 @@ def test_demo_theft_is_caught_by_the_outbound_rule_within_two_seconds(demo):
 def test_demo_alert_names_exactly_the_stolen_lots_and_no_false_alarms(demo):
     outcome, result = demo
     [label] = outcome.labels
-    assert label.onset is not None and label.targets == ["lot:B01-03", "lot:B02-01"]
+    assert label.onset is not None and label.targets == ["lot:B01-03", "lot:B02-01", "loan:LN-A-001"]
     [alert] = result["alerts"]
-    assert sorted(alert["targets"]) == label.targets
+    assert sorted(alert["targets"]) == ["lot:B01-03", "lot:B02-01"]
     assert alert["detail"]["loans"] == ["LN-A-001"]
     assert result["false_alarms"] == []
     # The honest release of B09-01/02 and the unpledged B07-01 left through the same gate.
