@@ -99,6 +99,8 @@ class BookSync(msgspec.Struct, frozen=True, tag="book-sync"):
     released: list[str]
     tags: dict[str, str]
     bays: dict[str, str] = {}
+    volumes: dict[str, float] = {}  # lot → envelope m³, from the receipts
+    masses: dict[str, float] = {}  # lot → kg, from the receipts
 
 
 batch_decoder = msgspec.msgpack.Decoder(UplinkBatch)

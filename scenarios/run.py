@@ -153,7 +153,8 @@ class Run:
         book = CollateralBook()
         site_id = self.scenario.site.id
         for lot in self.warehouse.lots.values():
-            book.add_lot(Lot(lot.id, lot.tag, site_id, lot.commodity, lot.mass_kg, lot.bay))
+            book.add_lot(Lot(lot.id, lot.tag, site_id, lot.commodity, lot.mass_kg, lot.bay,
+                             volume_m3=round(lot.shape.envelope_volume_m3, 4)))
         for n, loan in enumerate(self.scenario.spec.loans, 1):
             book.open_loan(Loan(loan.id, loan.bank, loan.borrower, loan.amount_cny))
             lots = list(loan.lots) + sorted(

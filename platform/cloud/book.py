@@ -22,6 +22,7 @@ class Lot:
     mass_kg: float
     bay: str | None
     present: bool = True
+    volume_m3: float | None = None  # outer envelope, as measured at inbound and written on the receipt
 
 
 @dataclass

@@ -134,6 +134,8 @@ class CloudService:
             released=sorted(lid for lid in self.book.released if lid in lots),
             tags={lid: lot.tag for lid, lot in sorted(lots.items())},
             bays={lid: lot.bay for lid, lot in sorted(lots.items()) if lot.bay and lot.present},
+            volumes={lid: lot.volume_m3 for lid, lot in sorted(lots.items()) if lot.volume_m3 and lot.present},
+            masses={lid: lot.mass_kg for lid, lot in sorted(lots.items()) if lot.mass_kg and lot.present},
         )
         self._downlinks[site](record_encoder.encode(command))
 

@@ -204,6 +204,8 @@ class EdgeService:
             self.book.released = set(message.released)
             self.book.lot_by_tag = {tag: lot for lot, tag in message.tags.items()}
             self.book.bay_by_lot = dict(message.bays)
+            self.book.volume_by_lot = dict(message.volumes)
+            self.book.mass_by_lot = dict(message.masses)
             self.tap("edge.book-sync", message)
 
     def _heartbeat(self) -> None:

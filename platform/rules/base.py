@@ -52,6 +52,8 @@ class BookView:
         self.released: set[str] = set()
         self.lot_by_tag: dict[str, str] = {}
         self.bay_by_lot: dict[str, str] = {}
+        self.volume_by_lot: dict[str, float] = {}
+        self.mass_by_lot: dict[str, float] = {}
 
 
 class Rule:
