@@ -27,6 +27,7 @@ def inject_uplink_outage(
         magnitude=duration_s,
         magnitude_unit="s",
         primary_rules=["edge-offline"],
+        secondary_rules=["evidence-tamper"],  # a small outbox may overflow while the link is down
         window_s=duration_s + 120.0,
         detail={"until": at + duration_s},
     )

@@ -62,6 +62,23 @@ class Alert(msgspec.Struct, frozen=True, tag="alert"):
     detail: dict[str, Any] = {}
 
 
+class OutboxGap(msgspec.Struct, frozen=True, tag="outbox-gap"):
+    """Records the edge's outbox gave up before the cloud had them (TTL, overflow, corruption).
+
+    Carries the signed checkpoint taken before the eviction, so the cloud can tell the edge's
+    own account of the loss from a later edit of its store.
+    """
+
+    site: str
+    first_seq: int
+    last_seq: int
+    count: int
+    reason: str
+    detail: str
+    checkpoint: bytes
+    at: float
+
+
 class EdgeHeartbeat(msgspec.Struct, frozen=True, tag="edge-heartbeat"):
     """The edge's own liveness, and the book version it holds (so the cloud knows to resend)."""
 
@@ -70,7 +87,7 @@ class EdgeHeartbeat(msgspec.Struct, frozen=True, tag="edge-heartbeat"):
     book_version: int
 
 
-UplinkRecord = Observation | Rejection | GateEvent | Alert | EdgeHeartbeat
+UplinkRecord = Observation | Rejection | GateEvent | Alert | OutboxGap | EdgeHeartbeat
 
 record_encoder = msgspec.msgpack.Encoder()
 record_decoder = msgspec.msgpack.Decoder(UplinkRecord)

@@ -61,7 +61,6 @@ from cangtwin.twin.world import PhysicalWorld
 LAN = LinkProfile(base_latency_s=0.004, jitter_s=0.002)
 WAN = LinkProfile(base_latency_s=0.030, jitter_s=0.015)
 REGISTRY_LAG_S = 300.0  # online registration becomes searchable within minutes
-OUTBOX = OutboxConfig(max_bytes=512 * 1024 * 1024, segment_bytes=4 * 1024 * 1024, when_full="overwrite_oldest")
 
 
 @dataclass
@@ -124,7 +123,7 @@ class Run:
             provisioned,
             {name: ThingModel(td) for name, td in tds.items()},
             scenario.ruleset,
-            Outbox(None, OUTBOX, outbox_key),
+            Outbox(None, _outbox_config(spec.edge), outbox_key),
             send_uplink=lambda data: self.uplink.send(data, self.cloud.on_uplink),
             tap=self._tap,
             geometry=_geometry(site),
@@ -292,6 +291,11 @@ class Run:
                 written[alert_id].write_bytes(package)
         self.evidence.close()
         return written
+
+
+def _outbox_config(knobs) -> OutboxConfig:
+    return OutboxConfig(max_bytes=knobs.outbox_max_bytes, segment_bytes=knobs.outbox_segment_bytes,
+                        ttl_s=knobs.outbox_ttl_s, when_full=knobs.outbox_when_full)
 
 
 def _device_attrs(site, device_id: str) -> dict[str, str]:

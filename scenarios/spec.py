@@ -169,6 +169,21 @@ Expectation = Annotated[
 ]
 
 
+class EdgeKnobs(StrictModel):
+    """The store-and-forward knobs of the warehouse edge (as in Greengrass stream manager)."""
+
+    outbox_max_bytes: int = pydantic.Field(default=512 * 1024 * 1024, ge=4096)
+    outbox_segment_bytes: int = pydantic.Field(default=4 * 1024 * 1024, ge=1024)
+    outbox_ttl_s: Seconds | None = None
+    outbox_when_full: Literal["reject", "overwrite_oldest"] = "overwrite_oldest"
+
+    @pydantic.model_validator(mode="after")
+    def _segment_fits(self) -> "EdgeKnobs":
+        if self.outbox_segment_bytes > self.outbox_max_bytes:
+            raise ValueError("outbox_segment_bytes must not exceed outbox_max_bytes")
+        return self
+
+
 class ScenarioFile(StrictModel):
     scenario: str = pydantic.Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     description: str = ""
@@ -177,6 +192,7 @@ class ScenarioFile(StrictModel):
     start: str  # local time at the site, ISO 8601, e.g. "2026-03-02T09:00"
     duration: Seconds
     rules: str = "default"
+    edge: EdgeKnobs = EdgeKnobs()
     loans: list[Loan] = []
     operations: list[Operation] = []
     injections: list[Injection] = []

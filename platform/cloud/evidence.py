@@ -14,10 +14,10 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cangtwin.platform.clock import Clock
-from cangtwin.platform.ledger.log import EvidenceLog
+from cangtwin.platform.ledger.log import AuditReport, EvidenceLog, audit_log
 from cangtwin.platform.ledger.package import build_package
 from cangtwin.platform.ledger.pipeline import EvidencePipeline, PipelineConfig, Receipt
-from cangtwin.platform.ledger.tree_head import SignedTreeHead, public_key_bytes
+from cangtwin.platform.ledger.tree_head import HeadVerifier, SignedTreeHead, public_key_bytes
 from cangtwin.platform.records import Alert, GateEvent
 from cangtwin.platform.rules.ruleset import RuleSet
 
@@ -68,6 +68,10 @@ class EvidenceRecorder:
             return None
         return build_package(self.log, msgspec.to_builtins(alert), [self.index[k] for k in keys],
                              self.heads, self.public_keys())
+
+    def audit(self) -> AuditReport:
+        """Check the stored log against every head the parties signed (an edit at rest shows here)."""
+        return audit_log(self.log.path, self.heads, verifier=HeadVerifier(self.public_keys(), REQUIRED_SIGNATURES))
 
     def close(self) -> None:
         self.log.close()

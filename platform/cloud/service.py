@@ -75,7 +75,8 @@ class CloudService:
         self.registry = registry
         self.registry_poll_s = registry_poll_s
         self.context = CloudContext(
-            book, self.shadows, edge_last_heard={}, extra={"prices": self.prices, "registry": registry}
+            book, self.shadows, edge_last_heard={},
+            extra={"prices": self.prices, "registry": registry, "evidence": evidence},
         )
         self.queue = ServiceQueue(clock, timing.per_batch_s, timing.per_record_s)
         self._seen: dict[str, SeenRanges] = {}

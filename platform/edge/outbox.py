@@ -558,9 +558,6 @@ class Outbox:
         ).fetchone()
         last = self._s.head_seq if boundary is None else boundary[0] - 1
         self._evict_range(priority, first, last, "overflow", f"full: evicted segment {segment} of priority {priority}")
-        open_segment = self._s.open_segments[priority]
-        if open_segment is not None and open_segment[0] == segment:
-            self._s.open_segments[priority] = None
 
     def _evict_range(self, priority: int, first: int, last: int, reason: str, detail: str) -> None:
         """Checkpoint, record the gap, then tombstone the live entries of `priority` in first..last."""
@@ -569,7 +566,7 @@ class Outbox:
             f"SELECT count(*), coalesce(sum(length(payload)), 0), min(seq), max(seq) FROM entries WHERE {where}",
             (priority, first, last),
         ).fetchone()
-        self._record_gap(lowest, highest, reason, priority, count, detail) if reason != "ttl" else None
+        self._record_gap(lowest, highest, reason, priority, count, detail)
         self._db.execute(f"UPDATE entries SET payload = NULL WHERE {where}", (priority, first, last))
         s = self._s
         s.evicted += count

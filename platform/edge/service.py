@@ -11,6 +11,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
+import msgspec
+
 from cangtwin.platform.clock import Clock
 from cangtwin.platform.edge.auth import DeviceAuthenticator, DeviceRecord
 from cangtwin.platform.edge.fusion import GateFusion, Passage
@@ -19,6 +21,7 @@ from cangtwin.platform.records import (
     BookSync,
     EdgeHeartbeat,
     Observation,
+    OutboxGap,
     Rejection,
     UplinkAck,
     UplinkBatch,
@@ -44,6 +47,7 @@ class Outbox(Protocol):
     def append_many(self, items: list[tuple[bytes, int]], now: float) -> list[int]: ...
     def next_batch(self, max_items: int, now: float) -> list: ...
     def ack(self, seqs: list[int]) -> None: ...
+    def take_gaps(self) -> list: ...
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,7 @@ class EdgeService:
         self._batches_sent = 0
 
     def start(self) -> None:
+        self._report_gaps()  # corruption found when the outbox was opened
         self._heartbeat()
         if self.engine.tick_s:
             self._tick()
@@ -171,7 +176,17 @@ class EdgeService:
         if self._pending:
             self.outbox.append_many(self._pending, self.clock.now())
             self._pending = []
+            self._report_gaps()
         self._pump()
+
+    def _report_gaps(self) -> None:
+        """Every range the outbox gave up on is told to the cloud and checked by the rules."""
+        for gap in self.outbox.take_gaps():
+            record = OutboxGap(self.site, gap.first_seq, gap.last_seq, gap.count, gap.reason, gap.detail,
+                               msgspec.msgpack.encode(gap.checkpoint), self.clock.now())
+            self.tap("edge.outbox-gap", record)
+            self._emit(record, PRIORITY_ALERT)
+            self._run_rules(record)
 
     def _pump(self) -> None:
         if self._in_flight is not None:

@@ -19,7 +19,9 @@ from cangtwin.platform.rules import (
     duplicate_pledge,
     edge_offline,
     environment,
+    evidence_tamper,
     geofence,
+    ledger_audit,
     ltv_band,
     message_integrity,
     outbound_unauthorized,
@@ -41,6 +43,8 @@ KINDS = {
     "environment": (environment.Entry, environment.Environment),
     "geofence": (geofence.Entry, geofence.Geofence),
     "weighbridge-anomaly": (weighbridge_anomaly.Entry, weighbridge_anomaly.WeighbridgeAnomaly),
+    "evidence-tamper": (evidence_tamper.Entry, evidence_tamper.EvidenceTamper),
+    "ledger-audit": (ledger_audit.Entry, ledger_audit.LedgerAudit),
 }
 
 AnyEntry = Annotated[
