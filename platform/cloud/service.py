@@ -62,6 +62,7 @@ class CloudService:
         evidence: EvidenceRecorder | None = None,
         registry: PledgeRegistry | None = None,
         registry_poll_s: float = 0.5,
+        escalate_after_s: float = 900.0,
     ) -> None:
         self.clock = clock
         self.ruleset = ruleset
@@ -74,6 +75,7 @@ class CloudService:
         self.prices = PriceBook()
         self.registry = registry
         self.registry_poll_s = registry_poll_s
+        self.escalate_after_s = escalate_after_s
         self.context = CloudContext(
             book, self.shadows, edge_last_heard={},
             extra={"prices": self.prices, "registry": registry, "evidence": evidence},
@@ -93,6 +95,13 @@ class CloudService:
             self._tick()
         if self.registry is not None:
             self._poll_registry()
+        self._escalate()
+
+    def _escalate(self) -> None:
+        """Alerts nobody acknowledged within `escalate_after_s` go up the bank's chain."""
+        for case in self.desk.escalate_unacknowledged(self.clock.now(), self.escalate_after_s):
+            self.tap("cloud.escalated", {"alert": case.alert.id, "rule": case.alert.rule})
+        self.clock.call_later(60.0, self._escalate)
 
     def _poll_registry(self) -> None:
         """Read what the national registry has made public since the last poll (ownership trust)."""
