@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cangtwin.devices.fleet import build_fleet
 from cangtwin.devices.thing_descriptions import thing_descriptions
 from cangtwin.fraud.duplicate_pledge import inject_duplicate_pledge
+from cangtwin.fraud.edge_crash import inject_edge_crash
 from cangtwin.fraud.forged_device import inject_forged_device
 from cangtwin.fraud.label import Label
 from cangtwin.fraud.market import inject_feed_silence, inject_price_crash
@@ -42,6 +43,7 @@ from cangtwin.scenarios.eventlog import EventLog
 from cangtwin.scenarios.matching import SeenAlert
 from cangtwin.scenarios.spec import (
     DuplicatePledge,
+    EdgeCrash,
     ForgedDevice,
     Inbound,
     Outbound,
@@ -116,29 +118,55 @@ class Run:
         self.cloud = CloudService(
             clock, book, scenario.ruleset, self._tap, evidence=self.evidence, registry=self.registry
         )
-        outbox_key = Ed25519PrivateKey.from_private_bytes(self.streams.get("edge.keys").bytes(32))
-        self.edge = EdgeService(
-            site.id,
-            clock,
-            provisioned,
-            {name: ThingModel(td) for name, td in tds.items()},
-            scenario.ruleset,
-            Outbox(None, _outbox_config(spec.edge), outbox_key),
-            send_uplink=lambda data: self.uplink.send(data, self.cloud.on_uplink),
-            tap=self._tap,
-            geometry=_geometry(site),
-        )
-        self.cloud.connect_edge(site.id, lambda data: self.downlink.send(data, self.edge.on_downlink))
+        self._outbox_key = Ed25519PrivateKey.from_private_bytes(self.streams.get("edge.keys").bytes(32))
+        # In memory unless the edge is to crash: then it must be a file that survives the restart.
+        crashes = any(isinstance(inj, EdgeCrash) for inj in spec.injections)
+        self._outbox_path = workdir / "edge-outbox.sqlite" if crashes else None
+        if self._outbox_path:
+            for leftover in workdir.glob("edge-outbox.sqlite*"):
+                leftover.unlink()
+        self._edge_parts = (site.id, clock, provisioned, {name: ThingModel(td) for name, td in tds.items()})
+        self._edges: list[EdgeService] = []
+        self._frames_while_down = 0
+        self.edge = self._new_edge()
+        self.cloud.connect_edge(site.id, lambda data: self.downlink.send(data, lambda d: self.edge.on_downlink(d)))
         self.market = reference_feed(self.streams, start_at=self.env.now)
         self._schedule_operations()
         self._schedule_injections()
+
+    def _new_edge(self) -> EdgeService:
+        site_id, clock, provisioned, models = self._edge_parts
+        outbox = Outbox(self._outbox_path, _outbox_config(self.scenario.spec.edge), self._outbox_key)
+        edge = EdgeService(
+            site_id, clock, provisioned, models, self.scenario.ruleset, outbox,
+            send_uplink=lambda data: self.uplink.send(data, self.cloud.on_uplink),
+            tap=self._tap, geometry=_geometry(self.scenario.site),
+        )
+        self._edges.append(edge)
+        return edge
+
+    def _crash_edge(self) -> None:
+        self.edge.stop()
+        self.edge.outbox.close()
+        self.log.record("fault.edge-crash", {"site": self.scenario.site.id})
+
+    def _restart_edge(self) -> None:
+        self.edge = self._new_edge()
+        self.edge.start()
+        self.log.record("fault.edge-restart", {"site": self.scenario.site.id})
 
     def _price(self, tick) -> None:
         self.log.record("market.tick", tick)
         self.cloud.on_price(tick)
 
     def _to_edge(self, frame: bytes) -> None:
-        self.device_link.send(frame, self.edge.on_frame)
+        self.device_link.send(frame, self._deliver_to_edge)
+
+    def _deliver_to_edge(self, frame: bytes) -> None:
+        if self.edge.running:
+            self.edge.on_frame(frame)
+        else:
+            self._frames_while_down += 1
 
     def _tap(self, event: str, record: object) -> None:
         self.log.record(event, record)
@@ -218,6 +246,10 @@ class Run:
                     book.loans[inj.loan].borrower, self.scenario.site.id, self._record_label,
                     lambda t, action: self._at(t - self.env.now, action),
                 )
+            elif isinstance(inj, EdgeCrash):
+                inject_edge_crash(inj.id, self.scenario.site.id, start + inj.at, inj.down_for,
+                                  self._crash_edge, self._restart_edge,
+                                  lambda t, action: self._at(t - self.env.now, action), self._record_label)
             elif isinstance(inj, UplinkOutage):
                 inject_uplink_outage(inj.id, self.scenario.site.id, start + inj.at, inj.duration,
                                      [self.uplink, self.downlink], self._record_label)
@@ -254,8 +286,9 @@ class Run:
         outbox = self.edge.outbox.counters
         messages = {
             "emitted": sum(d.seq for d in self.fleet.values()),
-            "edge_accepted": self.edge.accepted,
-            "edge_rejected": sum(self.edge.rejected.values()),
+            "edge_accepted": sum(e.accepted for e in self._edges),
+            "edge_rejected": sum(sum(e.rejected.values()) for e in self._edges),
+            "lost_while_edge_down": self._frames_while_down,
             "cloud_records": self.cloud.records_applied,
             "cloud_duplicates": self.cloud.duplicates,
             "lost_on_links": sum(link.stats.lost + link.stats.dropped_in_outage for link in links),
@@ -267,7 +300,7 @@ class Run:
         assert end == self.env.now
         return RunOutcome(
             self.scenario, self.scenario.spec.seed, self.log, list(self.labels), alerts,
-            dict(sorted((str(k), v) for k, v in self.edge.rejected.items())), messages, wall, evidence,
+            _rejections(self._edges), messages, wall, evidence,
         )
 
     def _records_lost(self) -> int:
@@ -291,6 +324,14 @@ class Run:
                 written[alert_id].write_bytes(package)
         self.evidence.close()
         return written
+
+
+def _rejections(edges: list[EdgeService]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for edge in edges:
+        for reason, n in edge.rejected.items():
+            total[str(reason)] = total.get(str(reason), 0) + n
+    return dict(sorted(total.items()))
 
 
 def _outbox_config(knobs) -> OutboxConfig:

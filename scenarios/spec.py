@@ -96,6 +96,15 @@ class DuplicatePledge(StrictModel):
     bank: str
 
 
+class EdgeCrash(StrictModel):
+    """The edge process is killed at `at` and restarted `down_for` later from its durable outbox."""
+
+    kind: Literal["edge-crash"]
+    id: str
+    at: Seconds
+    down_for: Seconds
+
+
 class UplinkOutage(StrictModel):
     kind: Literal["uplink-outage"]
     id: str
@@ -119,7 +128,7 @@ class PriceFeedSilent(StrictModel):
 
 
 Injection = Annotated[
-    Union[UnauthorizedOutbound, ForgedDevice, UplinkOutage, PriceCrash, PriceFeedSilent, DuplicatePledge],
+    Union[UnauthorizedOutbound, ForgedDevice, UplinkOutage, PriceCrash, PriceFeedSilent, DuplicatePledge, EdgeCrash],
     pydantic.Field(discriminator="kind"),
 ]
 

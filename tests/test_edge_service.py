@@ -86,3 +86,20 @@ def test_book_sync_commands_apply_only_when_newer():
     edge.on_downlink(msgspec.msgpack.encode(BookSync("small", 4, {}, [], {})))
     assert edge.book.version == 5 and edge.book.pledged == {"B01-01": "LN"}
     assert edge.book.lot_by_tag == {"EPC-B01-01": "B01-01"}
+
+
+def test_a_full_outbox_under_the_reject_policy_refuses_counts_and_alerts_once():
+    env = simpy.Environment(initial_time=T0)
+    devices = {"scale-wb1": DeviceRecord("scale-wb1", "weighbridge", KEY, {"weighbridge": "WB1"})}
+    models = {name: ThingModel(td) for name, td in thing_descriptions().items()}
+    tiny = Outbox(None, OutboxConfig(max_bytes=8192, segment_bytes=1024, when_full="reject"),
+                  Ed25519PrivateKey.generate())
+    taps: list = []
+    edge = EdgeService("small", SimPyClock(env), devices, models, load_ruleset(), tiny,
+                       send_uplink=lambda _data: None, tap=lambda ev, rec: taps.append((ev, rec)))
+    for seq in range(1, 200):  # the uplink never acks: the outbox fills
+        env.timeout(seq * 0.1).callbacks.append(lambda _e, seq=seq: edge.on_frame(_frame(seq, clock=env.now)))
+    env.run(until=T0 + 25)
+    assert edge.refused > 0 and tiny.counters.rejected > 0
+    alerts = [rec for ev, rec in taps if ev == "edge.alert" and rec.rule == "evidence-tamper"]
+    assert len(alerts) == 1 and alerts[0].detail["reason"] == "rejected"

@@ -29,8 +29,9 @@ class Passage:
 
 
 class GateFusion:
-    def __init__(self, site: str, window_s: float = 20.0, grace_s: float = 0.5) -> None:
+    def __init__(self, site: str, window_s: float = 20.0, grace_s: float = 0.5, id_prefix: str | None = None) -> None:
         self.site = site
+        self.id_prefix = id_prefix or site
         self.window_s = window_s
         self.grace_s = grace_s
         self._reads: dict[str, deque[TagRead]] = {}
@@ -56,7 +57,7 @@ class GateFusion:
         unknown = sorted(t for t in tags if t not in book.lot_by_tag)
         self._count += 1
         return GateEvent(
-            id=f"{self.site}-G{self._count:06d}",
+            id=f"{self.id_prefix}-G{self._count:06d}",
             site=self.site,
             gate=passage.gate,
             direction=passage.direction,

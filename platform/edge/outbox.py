@@ -272,7 +272,8 @@ class Outbox:
                 db.execute(f"PRAGMA application_id={_APPLICATION_ID}")
                 db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
                 db.execute(
-                    f"INSERT INTO state (id, {_STATE_COLUMNS}) VALUES (1, 0, ?, 0, ?, NULL, 0, 0, 0, 0, 0, 0)",
+                    f"INSERT INTO state (id, {_STATE_COLUMNS}) "
+                    "VALUES (1, 0, ?, 0, ?, NULL, 0, 0, 0, 0, 0, 0)",
                     (GENESIS, GENESIS),
                 )
         elif app_id != _APPLICATION_ID:
@@ -282,7 +283,9 @@ class Outbox:
         else:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version != _SCHEMA_VERSION:
-                raise OutboxError(f"{self._where}: outbox schema version {version}, expected {_SCHEMA_VERSION}")
+                raise OutboxError(
+                    f"{self._where}: outbox schema version {version}, expected {_SCHEMA_VERSION}"
+                )
             missing = {"entries", "state", "gaps"} - tables
             if missing:
                 raise OutboxError(f"{self._where}: corrupt outbox, table(s) {sorted(missing)} missing")
@@ -297,7 +300,9 @@ class Outbox:
             if name not in ("base_chain", "head_chain", "last_created") and type(value) is not int:
                 raise OutboxError(f"{self._where}: corrupt outbox, state.{name} is {value!r}, not an integer")
         if not 0 <= base_seq <= head_seq:
-            raise OutboxError(f"{self._where}: corrupt outbox, state base_seq {base_seq} > head_seq {head_seq}")
+            raise OutboxError(
+                f"{self._where}: corrupt outbox, state base_seq {base_seq} > head_seq {head_seq}"
+            )
         return _State(
             base_seq, base_chain, head_seq, head_chain, last_created, next_segment, *counts,
             pending=0, bytes_in_use=0, open_segments=[None] * self.config.priorities,
@@ -307,10 +312,11 @@ class Outbox:
         """Re-walk the chain from the base anchor; tombstone what fails, fill holes, report gaps."""
         s, db, where = self._s, self._db, self._where
         too_high = db.execute(
-            "SELECT seq, priority FROM entries WHERE payload IS NOT NULL AND priority >= ? ORDER BY seq LIMIT 1",
+            "SELECT seq, priority FROM entries WHERE payload IS NOT NULL AND typeof(priority) = 'integer' "
+            "AND priority >= ? ORDER BY seq LIMIT 1",
             (self.config.priorities,),
         ).fetchone()
-        if too_high is not None and type(too_high[1]) is int:
+        if too_high is not None:
             raise OutboxError(
                 f"{where}: entry seq {too_high[0]} has priority {too_high[1]} but config.priorities is "
                 f"{self.config.priorities}; open with priorities >= {too_high[1] + 1} (or the row is corrupt)"
@@ -328,7 +334,8 @@ class Outbox:
         ):
             if seq <= s.base_seq:
                 below_base += 1
-                problems.append((seq, seq, 0, f"seq {seq}: unexpected row at or below the verified base {s.base_seq}"))
+                what = f"seq {seq}: unexpected row at or below the verified base {s.base_seq}"
+                problems.append((seq, seq, 0, what))
                 continue
             if seq > expect:
                 holes.append((expect, seq - 1))
@@ -367,7 +374,8 @@ class Outbox:
         last = expect - 1
         if last < s.head_seq:
             holes.append((last + 1, s.head_seq))
-            problems.append((last + 1, s.head_seq, s.head_seq - last, f"seqs {last + 1}..{s.head_seq}: rows deleted"))
+            what = f"seqs {last + 1}..{s.head_seq}: rows deleted"
+            problems.append((last + 1, s.head_seq, s.head_seq - last, what))
         distrust_all = head_row is not None and head_row[1] and head_row[0] != s.head_chain
         if distrust_all:
             problems.append((
@@ -377,7 +385,8 @@ class Outbox:
             ))
             pending = used = 0
         elif head_row is not None and not head_row[1] and head_row[0] != s.head_chain:
-            problems.append((s.head_seq, s.head_seq, 0, f"seq {s.head_seq}: tombstone chain differs from the recorded head"))
+            what = f"seq {s.head_seq}: tombstone chain differs from the recorded head"
+            problems.append((s.head_seq, s.head_seq, 0, what))
         s.pending, s.bytes_in_use = pending, used
         if not problems:
             return
@@ -387,7 +396,8 @@ class Outbox:
                 db.execute("UPDATE entries SET payload = NULL WHERE payload IS NOT NULL")
             for first, last_missing in holes:
                 db.executemany(
-                    "INSERT INTO entries (seq, priority, segment, created, payload, chain) VALUES (?, 0, -1, 0, NULL, NULL)",
+                    "INSERT INTO entries (seq, priority, segment, created, payload, chain) "
+                    "VALUES (?, 0, -1, 0, NULL, NULL)",
                     ((q,) for q in range(first, last_missing + 1)),
                 )
             if below_base:
@@ -395,7 +405,9 @@ class Outbox:
             # Rows beyond the recorded head keep their seqs (now tombstones) so no seq is ever reused;
             # the head row carries the head chain so the next append links to a verifiable row.
             s.head_seq = max(s.head_seq, last)
-            db.execute("UPDATE entries SET chain = ? WHERE seq = ? AND payload IS NULL", (s.head_chain, s.head_seq))
+            db.execute(
+                "UPDATE entries SET chain = ? WHERE seq = ? AND payload IS NULL", (s.head_chain, s.head_seq)
+            )
             lost = s.appended - s.acked - s.evicted - s.corrupt - s.pending
             s.corrupt += max(lost, 0)
             for first, last_seq, count, whats in _merge(problems):
@@ -413,10 +425,11 @@ class Outbox:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
     @contextmanager
     def _txn(self) -> Iterator[None]:
@@ -481,14 +494,18 @@ class Outbox:
         max_bytes, segment_bytes, priorities = cfg.max_bytes, cfg.segment_bytes, cfg.priorities
         segments = s.open_segments
         sha256, pack = hashlib.sha256, _LINK.pack
-        insert = "INSERT INTO entries (seq, priority, segment, created, payload, chain) VALUES (?, ?, ?, ?, ?, ?)"
+        insert = (
+            "INSERT INTO entries (seq, priority, segment, created, payload, chain) VALUES (?, ?, ?, ?, ?, ?)"
+        )
         seq, chain, used = s.head_seq, s.head_chain, s.bytes_in_use
         rows: list[tuple[int, int, int, float, bytes, bytes]] = []
         for index, (payload, priority) in enumerate(items):
             if type(payload) is not bytes:
                 raise TypeError(f"item {index}: payload must be bytes, got {type(payload).__name__}")
             if type(priority) is not int or not 0 <= priority < priorities:
-                raise ValueError(f"item {index}: priority must be an int in [0, {priorities}), got {priority!r}")
+                raise ValueError(
+                    f"item {index}: priority must be an int in [0, {priorities}), got {priority!r}"
+                )
             size = len(payload)
             if used + size > max_bytes:  # only "overwrite_oldest" gets here: "reject" checked the batch
                 if size > max_bytes:
@@ -519,7 +536,8 @@ class Outbox:
 
     def _oldest_live(self, priority: int) -> tuple[int, int, float] | None:
         return self._db.execute(
-            "SELECT seq, segment, created FROM entries WHERE priority = ? AND payload IS NOT NULL ORDER BY seq LIMIT 1",
+            "SELECT seq, segment, created FROM entries WHERE priority = ? AND payload IS NOT NULL "
+            "ORDER BY seq LIMIT 1",
             (priority,),
         ).fetchone()
 
@@ -539,11 +557,13 @@ class Outbox:
         # Timestamps never decrease, so each priority's expired entries are a prefix in seq order.
         for priority, first in self._expired(now):
             boundary = self._db.execute(
-                "SELECT seq FROM entries WHERE priority = ? AND payload IS NOT NULL AND created > ? ORDER BY seq LIMIT 1",
+                "SELECT seq FROM entries WHERE priority = ? AND payload IS NOT NULL AND created > ? "
+                "ORDER BY seq LIMIT 1",
                 (priority, now - self.config.ttl_s),
             ).fetchone()
             last = self._s.head_seq if boundary is None else boundary[0] - 1
-            self._evict_range(priority, first, last, "ttl", f"expired: older than ttl_s={self.config.ttl_s} at t={now}")
+            detail = f"expired: older than ttl_s={self.config.ttl_s} at t={now}"
+            self._evict_range(priority, first, last, "ttl", detail)
 
     def _evict_oldest_segment(self) -> None:
         for priority in reversed(range(self.config.priorities)):
@@ -557,13 +577,15 @@ class Outbox:
             (priority, first, segment),
         ).fetchone()
         last = self._s.head_seq if boundary is None else boundary[0] - 1
-        self._evict_range(priority, first, last, "overflow", f"full: evicted segment {segment} of priority {priority}")
+        detail = f"full: evicted segment {segment} of priority {priority}"
+        self._evict_range(priority, first, last, "overflow", detail)
 
     def _evict_range(self, priority: int, first: int, last: int, reason: str, detail: str) -> None:
         """Checkpoint, record the gap, then tombstone the live entries of `priority` in first..last."""
         where = "priority = ? AND payload IS NOT NULL AND seq BETWEEN ? AND ?"
         count, size, lowest, highest = self._db.execute(
-            f"SELECT count(*), coalesce(sum(length(payload)), 0), min(seq), max(seq) FROM entries WHERE {where}",
+            "SELECT count(*), coalesce(sum(length(payload)), 0), min(seq), max(seq) "
+            f"FROM entries WHERE {where}",
             (priority, first, last),
         ).fetchone()
         self._record_gap(lowest, highest, reason, priority, count, detail)
@@ -581,14 +603,17 @@ class Outbox:
         signature = self._key.sign(checkpoint_message(first, last, s.head_seq, s.head_chain))
         checkpoint = Checkpoint(first, last, s.head_seq, s.head_chain, signature)
         self._db.execute(
-            "INSERT INTO gaps (first_seq, last_seq, reason, priority, count, detail, checkpoint) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO gaps (first_seq, last_seq, reason, priority, count, detail, checkpoint) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (first, last, reason, priority, count, detail, msgspec.msgpack.encode(checkpoint)),
         )
 
     def _compact(self) -> None:
         """Drop the tombstone prefix and move the trusted anchor up to the last dropped row."""
         s, db = self._s, self._db
-        successor = db.execute("SELECT payload IS NULL FROM entries WHERE seq = ?", (s.base_seq + 1,)).fetchone()
+        successor = db.execute(
+            "SELECT payload IS NULL FROM entries WHERE seq = ?", (s.base_seq + 1,)
+        ).fetchone()
         if successor is None or not successor[0]:
             return
         firsts = [oldest[0] for p in range(self.config.priorities) if (oldest := self._oldest_live(p))]

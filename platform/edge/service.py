@@ -16,6 +16,7 @@ import msgspec
 from cangtwin.platform.clock import Clock
 from cangtwin.platform.edge.auth import DeviceAuthenticator, DeviceRecord
 from cangtwin.platform.edge.fusion import GateFusion, Passage
+from cangtwin.platform.edge.outbox import OutboxFull
 from cangtwin.platform.processing import ServiceQueue
 from cangtwin.platform.records import (
     BookSync,
@@ -46,6 +47,8 @@ BULKY_KINDS = frozenset({"analysis_frame", "full_frame", "scan"})
 class Outbox(Protocol):
     def append_many(self, items: list[tuple[bytes, int]], now: float) -> list[int]: ...
     def next_batch(self, max_items: int, now: float) -> list: ...
+    @property
+    def head(self) -> tuple[int, bytes]: ...
     def ack(self, seqs: list[int]) -> None: ...
     def take_gaps(self) -> list: ...
 
@@ -59,6 +62,20 @@ class EdgeTiming:
     linger_s: float = 0.01
     ack_timeout_s: float = 5.0
     batch_size: int = 1000
+
+
+class _StoppableClock:
+    """The edge's view of the clock: once the process is gone, none of its timers fire."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.stopped = False
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> None:
+        self.clock.call_later(delay, lambda: None if self.stopped else callback())
 
 
 class EdgeService:
@@ -76,9 +93,12 @@ class EdgeService:
         geometry: SiteGeometry | None = None,
     ) -> None:
         self.site = site
-        self.clock = clock
+        self.clock = _StoppableClock(clock)
         self.devices = devices
-        self.engine = RuleEngine(ruleset, site)
+        # After a restart the counters start again, so ids carry the boot: the outbox head it woke to.
+        boot = outbox.head[0]
+        self.name = site if boot == 0 else f"{site}-r{boot}"
+        self.engine = RuleEngine(ruleset, site, id_prefix=self.name)
         integrity = self.engine.params("message-integrity")
         self.auth = DeviceAuthenticator(
             devices,
@@ -86,7 +106,7 @@ class EdgeService:
             max_clock_skew_s=integrity.max_clock_skew_s if integrity else 5.0,
             replay_window=integrity.replay_window if integrity else 256,
         )
-        self.fusion = GateFusion(site)
+        self.fusion = GateFusion(site, id_prefix=self.name)
         self.book = BookView()
         self.context = EdgeContext(site, self.book, devices, extra={"geometry": geometry} if geometry else {})
         self._rules_read_messages = self.engine.consumes(DeviceMessage)
@@ -94,13 +114,23 @@ class EdgeService:
         self.send_uplink = send_uplink
         self.tap = tap
         self.timing = timing
-        self.queue = ServiceQueue(clock, timing.per_message_s)
+        self.queue = ServiceQueue(self.clock, timing.per_message_s)
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
+        self.refused = 0  # records the outbox refused when full
         self._pending: list[tuple[bytes, int]] = []
         self._flush_scheduled = False
         self._in_flight: tuple[int, ...] | None = None
         self._batches_sent = 0
+
+    def stop(self) -> None:
+        """The edge process dies: timers stop, nothing more is admitted, unflushed records are gone."""
+        self.clock.stopped = True
+        self._pending = []
+
+    @property
+    def running(self) -> bool:
+        return not self.clock.stopped
 
     def start(self) -> None:
         self._report_gaps()  # corruption found when the outbox was opened
@@ -116,6 +146,8 @@ class EdgeService:
     # --- device side -------------------------------------------------------------------------
     def on_frame(self, frame: bytes) -> None:
         """Entry point for every device frame, whatever transport carried it."""
+        if self.clock.stopped:
+            return
         received_at = self.clock.now()
         self.queue.submit(lambda: self._process(frame, received_at))
 
@@ -174,10 +206,21 @@ class EdgeService:
     def _flush(self) -> None:
         self._flush_scheduled = False
         if self._pending:
-            self.outbox.append_many(self._pending, self.clock.now())
+            try:
+                self.outbox.append_many(self._pending, self.clock.now())
+            except OutboxFull:
+                self._refused(len(self._pending))
             self._pending = []
             self._report_gaps()
         self._pump()
+
+    def _refused(self, count: int) -> None:
+        """A full outbox under the reject policy: these records are lost, and the rules hear of it."""
+        self.refused += count
+        record = OutboxGap(self.site, 0, 0, count, "rejected", "outbox full (policy: reject new data)", b"",
+                           self.clock.now())
+        self.tap("edge.outbox-gap", record)
+        self._run_rules(record)  # the alert reaches the keeper and siren even if it cannot be stored
 
     def _report_gaps(self) -> None:
         """Every range the outbox gave up on is told to the cloud and checked by the rules."""
@@ -207,6 +250,8 @@ class EdgeService:
 
     # --- downlink ----------------------------------------------------------------------------
     def on_downlink(self, data: bytes) -> None:
+        if self.clock.stopped:
+            return
         message = downlink_decoder.decode(data)
         if isinstance(message, UplinkAck):
             self.outbox.ack(message.seqs)

@@ -13,9 +13,12 @@ from cangtwin.platform.rules.ruleset import RuleSet
 class RuleEngine:
     """One side's rules. Verdicts depend on event times, never on when events arrive."""
 
-    def __init__(self, ruleset: RuleSet, site: str, where: Literal["edge", "cloud"] = "edge") -> None:
+    def __init__(
+        self, ruleset: RuleSet, site: str, where: Literal["edge", "cloud"] = "edge", id_prefix: str | None = None
+    ) -> None:
         self.ruleset = ruleset
         self.site = site
+        self.id_prefix = id_prefix or site
         self.all_rules = ruleset.instantiate()
         self.rules = [r for r in self.all_rules if r.where == where]
         self._by_type: dict[type, list[Rule]] = defaultdict(list)
@@ -55,7 +58,7 @@ class RuleEngine:
             self._count += 1
             alerts.append(
                 Alert(
-                    id=f"{self.site}-A{self._count:06d}",
+                    id=f"{self.id_prefix}-A{self._count:06d}",
                     rule=entry.id,
                     category=entry.category,
                     severity=entry.severity,

@@ -1,0 +1,34 @@
+"""Helper process for the SIGKILL test: appends to a file outbox forever, announcing each commit.
+
+Usage: python outbox_writer_proc.py PATH SEED. After `append_many` returns, the committed range is
+printed as "FIRST LAST" and flushed, so every printed seq was durable before it was announced.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from cangtwin.platform.edge.outbox import Outbox, OutboxConfig
+
+CONFIG = OutboxConfig(max_bytes=1 << 34, segment_bytes=1 << 20, priorities=3)
+KEY = Ed25519PrivateKey.from_private_bytes(bytes(32))
+
+
+def main(path: str, seed: int) -> None:
+    rng = random.Random(seed)
+    box = Outbox(path, CONFIG, KEY)
+    print("open", flush=True)
+    t = 0.0
+    while True:
+        size = rng.choice([1, 7, 100, 1000, 4000])
+        items = [(rng.randbytes(rng.randint(0, 200)), rng.randrange(3)) for _ in range(size)]
+        t += 1.0
+        seqs = box.append_many(items, now=t)
+        print(seqs[0], seqs[-1], flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]))
