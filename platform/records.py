@@ -79,6 +79,21 @@ class OutboxGap(msgspec.Struct, frozen=True, tag="outbox-gap"):
     at: float
 
 
+class EvidenceClip(msgspec.Struct, frozen=True, tag="evidence-clip"):
+    """A frame captured on an evidence command (取证指令), reduced to its hash for the ledger.
+
+    The frame itself stays in the warehouse's video store; the hash makes it checkable later.
+    """
+
+    site: str
+    alert: str
+    device: str
+    sha256: str
+    bytes: int
+    clock: float
+    received_at: float
+
+
 class EdgeHeartbeat(msgspec.Struct, frozen=True, tag="edge-heartbeat"):
     """The edge's own liveness, and the book version it holds (so the cloud knows to resend)."""
 
@@ -87,7 +102,7 @@ class EdgeHeartbeat(msgspec.Struct, frozen=True, tag="edge-heartbeat"):
     book_version: int
 
 
-UplinkRecord = Observation | Rejection | GateEvent | Alert | OutboxGap | EdgeHeartbeat
+UplinkRecord = Observation | Rejection | GateEvent | Alert | OutboxGap | EvidenceClip | EdgeHeartbeat
 
 record_encoder = msgspec.msgpack.Encoder()
 record_decoder = msgspec.msgpack.Decoder(UplinkRecord)
@@ -120,5 +135,13 @@ class BookSync(msgspec.Struct, frozen=True, tag="book-sync"):
     masses: dict[str, float] = {}  # lot → kg, from the receipts
 
 
+class CaptureEvidence(msgspec.Struct, frozen=True, tag="capture-evidence"):
+    """Command down to the edge: capture evidence for this alert from the site's cameras."""
+
+    site: str
+    alert: str
+    window_s: float = 30.0
+
+
 batch_decoder = msgspec.msgpack.Decoder(UplinkBatch)
-downlink_decoder = msgspec.msgpack.Decoder(UplinkAck | BookSync)
+downlink_decoder = msgspec.msgpack.Decoder(UplinkAck | BookSync | CaptureEvidence)

@@ -140,10 +140,17 @@ class Run:
         edge = EdgeService(
             site_id, clock, provisioned, models, self.scenario.ruleset, outbox,
             send_uplink=lambda data: self.uplink.send(data, self.cloud.on_uplink),
-            tap=self._tap, geometry=_geometry(self.scenario.site),
+            tap=self._tap, geometry=_geometry(self.scenario.site), send_command=self._command_device,
         )
         self._edges.append(edge)
         return edge
+
+    def _command_device(self, device_id: str, action: str, args: dict) -> None:
+        """Edge → device actions travel the device link like any message (here: in-process)."""
+        device = self.fleet.get(device_id)
+        handler = getattr(device, action, None)
+        if handler is not None:
+            self.env.timeout(LAN.base_latency_s).callbacks.append(lambda _e: handler())
 
     def _crash_edge(self) -> None:
         self.edge.stop()

@@ -103,3 +103,36 @@ def test_a_full_outbox_under_the_reject_policy_refuses_counts_and_alerts_once():
     assert edge.refused > 0 and tiny.counters.rejected > 0
     alerts = [rec for ev, rec in taps if ev == "edge.alert" and rec.rule == "evidence-tamper"]
     assert len(alerts) == 1 and alerts[0].detail["reason"] == "rejected"
+
+
+def test_a_critical_alert_makes_the_edge_capture_evidence_and_hash_the_clip():
+    import hashlib
+
+    from cangtwin.platform.records import EvidenceClip
+
+    env = simpy.Environment(initial_time=T0)
+    cam_key, rfid_key, loop_key = b"c" * 32, b"r" * 32, b"l" * 32
+    devices = {
+        "cam-1": DeviceRecord("cam-1", "camera", cam_key, {}),
+        "rfid-g1": DeviceRecord("rfid-g1", "rfid-reader", rfid_key, {"gate": "G1"}),
+        "loop-g1": DeviceRecord("loop-g1", "gate-sensor", loop_key, {"gate": "G1"}),
+    }
+    models = {name: ThingModel(td) for name, td in thing_descriptions().items()}
+    outbox = Outbox(None, OutboxConfig(max_bytes=1 << 24, segment_bytes=1 << 20), Ed25519PrivateKey.generate())
+    commands, sent = [], []
+    edge = EdgeService("small", SimPyClock(env), devices, models, load_ruleset(), outbox, send_uplink=sent.append,
+                       tap=lambda *_: None, send_command=lambda *c: commands.append(c))
+    from cangtwin.platform.records import BookSync
+
+    edge.on_downlink(msgspec.msgpack.encode(BookSync("small", 1, {"B01-01": "LN"}, [], {"B01-01": "EPC-B01-01"})))
+    edge.on_frame(seal("rfid-g1", rfid_key, 1, T0, "tag_read", {"tag": "EPC-B01-01", "rssi_dbm": -50.0, "antenna": "1"}))
+    edge.on_frame(seal("loop-g1", loop_key, 1, T0, "passage", {"direction": "out", "occupancy_s": 8.0}))
+    env.run(until=T0 + 1)
+    assert commands == [("cam-1", "capture_evidence", {"reason": "small-A000001"})]
+    frame = b"\x89PNG fake but hashed as sent"
+    edge.on_frame(seal("cam-1", cam_key, 1, env.now, "full_frame",
+                       {"width": 640, "height": 480, "encoding": "png-gray8", "data": frame}))
+    env.run(until=T0 + 2)
+    records = [record_decoder.decode(raw) for data in sent for _, raw in batch_decoder.decode(data).entries]
+    [clip] = [r for r in records if isinstance(r, EvidenceClip)]
+    assert clip.alert == "small-A000001" and clip.sha256 == hashlib.sha256(frame).hexdigest()

@@ -18,7 +18,7 @@ from cangtwin.platform.ledger.log import AuditReport, EvidenceLog, audit_log
 from cangtwin.platform.ledger.package import build_package
 from cangtwin.platform.ledger.pipeline import EvidencePipeline, PipelineConfig, Receipt
 from cangtwin.platform.ledger.tree_head import HeadVerifier, SignedTreeHead, public_key_bytes
-from cangtwin.platform.records import Alert, GateEvent
+from cangtwin.platform.records import Alert, EvidenceClip, GateEvent
 from cangtwin.platform.rules.ruleset import RuleSet
 
 _encoder = msgspec.json.Encoder(order="sorted")
@@ -32,6 +32,7 @@ class EvidenceRecorder:
         self.parties = dict(parties)
         self.pipeline = EvidencePipeline(clock, self.log, self.parties, config)
         self.index: dict[str, int] = {}  # record key → ledger index, once integrated
+        self.clips: dict[str, list[str]] = {}  # alert id → its evidence clips' record keys
         self.receipts: list[Receipt] = []
 
     def _submit(self, key: str, record: dict) -> None:
@@ -49,6 +50,11 @@ class EvidenceRecorder:
     def gate_event(self, event: GateEvent) -> None:
         self._submit(f"gate:{event.id}", msgspec.to_builtins(event))  # tagged: "type": "gate"
 
+    def clip(self, clip: EvidenceClip) -> None:
+        key = f"clip:{clip.alert}:{clip.device}"
+        self.clips.setdefault(clip.alert, []).append(key)
+        self._submit(key, msgspec.to_builtins(clip))
+
     def alert(self, alert: Alert, visible_at: float) -> None:
         self._submit(f"alert:{alert.id}", {"visible_at": visible_at, **msgspec.to_builtins(alert)})
 
@@ -64,6 +70,7 @@ class EvidenceRecorder:
         keys = [f"alert:{alert.id}"]
         if "gate_event" in alert.detail:
             keys.append(f"gate:{alert.detail['gate_event']}")
+        keys += [key for key in self.clips.get(alert.id, []) if key in self.index]  # clips that made it in
         if any(key not in self.index for key in keys):
             return None
         return build_package(self.log, msgspec.to_builtins(alert), [self.index[k] for k in keys],

@@ -24,7 +24,9 @@ from cangtwin.platform.value.feed import PriceBook, PriceTick
 from cangtwin.platform.records import (
     Alert,
     BookSync,
+    CaptureEvidence,
     EdgeHeartbeat,
+    EvidenceClip,
     GateEvent,
     Observation,
     Rejection,
@@ -127,6 +129,7 @@ class CloudService:
             if self.evidence:
                 self.evidence.alert(alert, visible_at)
 
+
     def connect_edge(self, site: str, send_downlink: Callable[[bytes], None]) -> None:
         self._downlinks[site] = send_downlink
         self._seen.setdefault(site, SeenRanges())
@@ -163,6 +166,10 @@ class CloudService:
                 self._run_rules(tick)
 
         self.queue.submit(apply)
+
+    def request_evidence(self, site: str, alert_id: str, window_s: float = 30.0) -> None:
+        """A bank or operator asks the warehouse for evidence on an alert (取证指令)."""
+        self._downlinks[site](record_encoder.encode(CaptureEvidence(site, alert_id, window_s)))
 
     def has_record(self, site: str, seq: int) -> bool:
         """Whether the edge's record `seq` has been committed here (for accounting and audits)."""
@@ -201,6 +208,10 @@ class CloudService:
             self._apply_gate_event(site, record)
         elif isinstance(record, Rejection):
             self.rejections_reported[record.reason] += 1
+        elif isinstance(record, EvidenceClip):
+            self.tap("cloud.evidence-clip", record)
+            if self.evidence:
+                self.evidence.clip(record)
         elif isinstance(record, EdgeHeartbeat):
             self.context.edge_last_heard[site] = max(self.context.edge_last_heard.get(site, record.at), record.at)
             self._edge_book_version[site] = record.book_version

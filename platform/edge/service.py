@@ -7,6 +7,7 @@ outbox. Alerts leave first after a reconnect because they have the highest prior
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Protocol
@@ -20,7 +21,9 @@ from cangtwin.platform.edge.outbox import OutboxFull
 from cangtwin.platform.processing import ServiceQueue
 from cangtwin.platform.records import (
     BookSync,
+    CaptureEvidence,
     EdgeHeartbeat,
+    EvidenceClip,
     Observation,
     OutboxGap,
     Rejection,
@@ -91,6 +94,7 @@ class EdgeService:
         tap: Tap,
         timing: EdgeTiming = EdgeTiming(),
         geometry: SiteGeometry | None = None,
+        send_command: Callable[[str, str, dict], None] | None = None,
     ) -> None:
         self.site = site
         self.clock = _StoppableClock(clock)
@@ -118,6 +122,8 @@ class EdgeService:
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
         self.refused = 0  # records the outbox refused when full
+        self.send_command = send_command  # edge → device actions, per the devices' Thing Descriptions
+        self._captures: dict[str, list[tuple[str, float]]] = {}  # camera → [(alert, deadline)]
         self._pending: list[tuple[bytes, int]] = []
         self._flush_scheduled = False
         self._in_flight: tuple[int, ...] | None = None
@@ -168,6 +174,8 @@ class EdgeService:
         elif envelope.kind == "passage":
             passage = Passage(device.attrs["gate"], payload.direction, envelope.clock, received_at)
             self.clock.call_later(self.fusion.grace_s, lambda: self._close_passage(passage))
+        if envelope.kind == "full_frame" and envelope.device in self._captures:
+            self._clip(envelope.device, payload.data, envelope.clock, received_at)
         if envelope.kind not in BULKY_KINDS:
             self._emit(
                 Observation(envelope.device, envelope.kind, envelope.seq, envelope.clock, received_at, envelope.payload),
@@ -190,9 +198,15 @@ class EdgeService:
             self._raise(alert)
 
     def _raise(self, alert) -> None:
-        """Edge alerts go to the keeper and the siren at once, and up through the outbox."""
+        """Edge alerts go to the keeper and the siren at once, and up through the outbox.
+
+        A critical alert also makes the edge capture evidence itself, without waiting for the
+        cloud: during an outage the command could not arrive until it is too late to film.
+        """
         self.tap("edge.alert", alert)
         self._emit(alert, PRIORITY_ALERT)
+        if alert.severity == "critical":
+            self._capture(CaptureEvidence(self.site, alert.id))
 
     # --- uplink ------------------------------------------------------------------------------
     def _emit(self, record: object, priority: int) -> None:
@@ -258,6 +272,8 @@ class EdgeService:
             if self._in_flight is not None and set(message.seqs) >= set(self._in_flight):
                 self._in_flight = None
             self._pump()
+        elif isinstance(message, CaptureEvidence):
+            self._capture(message)
         elif isinstance(message, BookSync) and message.version > self.book.version:
             self.book.version = message.version
             self.book.pledged = dict(message.pledged)
@@ -267,6 +283,23 @@ class EdgeService:
             self.book.volume_by_lot = dict(message.volumes)
             self.book.mass_by_lot = dict(message.masses)
             self.tap("edge.book-sync", message)
+
+    def _capture(self, command: CaptureEvidence) -> None:
+        """取证指令: ask every camera for full frames now; their hashes go up as evidence clips."""
+        if self.send_command is None:
+            return
+        deadline = self.clock.now() + command.window_s
+        for device in sorted(d for d, rec in self.devices.items() if rec.type == "camera"):
+            self._captures.setdefault(device, []).append((command.alert, deadline))
+            self.send_command(device, "capture_evidence", {"reason": command.alert})
+
+    def _clip(self, device: str, frame: bytes, clock: float, received_at: float) -> None:
+        waiting = [(alert, deadline) for alert, deadline in self._captures.pop(device) if deadline >= received_at]
+        digest = hashlib.sha256(frame).hexdigest()
+        for alert, _ in waiting:
+            clip = EvidenceClip(self.site, alert, device, digest, len(frame), clock, received_at)
+            self.tap("edge.evidence-clip", clip)
+            self._emit(clip, PRIORITY_ALERT)
 
     def _heartbeat(self) -> None:
         self._emit(EdgeHeartbeat(self.site, self.clock.now(), self.book.version), PRIORITY_EVENT)
