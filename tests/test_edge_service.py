@@ -133,6 +133,6 @@ def test_a_critical_alert_makes_the_edge_capture_evidence_and_hash_the_clip():
     edge.on_frame(seal("cam-1", cam_key, 1, env.now, "full_frame",
                        {"width": 640, "height": 480, "encoding": "png-gray8", "data": frame}))
     env.run(until=T0 + 2)
-    records = [record_decoder.decode(raw) for data in sent for _, raw in batch_decoder.decode(data).entries]
+    records = [record_decoder.decode(e.payload) for e in edge.outbox.next_batch(10_000, env.now)]
     [clip] = [r for r in records if isinstance(r, EvidenceClip)]
     assert clip.alert == "small-A000001" and clip.sha256 == hashlib.sha256(frame).hexdigest()
