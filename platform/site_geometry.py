@@ -21,6 +21,15 @@ _WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun
 Days = Annotated[frozenset[Weekday], pydantic.Strict(False)]
 
 
+def known_timezone(value: str) -> str:
+    """An IANA time zone name, or a ValueError that names it."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}") from None
+    return value
+
+
 class Rect(StrictModel):
     """Axis-aligned floor rectangle in metres, x0 < x1 and y0 < y1."""
 
@@ -38,6 +47,13 @@ class Rect(StrictModel):
     def contains(self, x: float, y: float, margin: float = 0.0) -> bool:
         """Inside by at least `margin` metres (positioning noise must not put an aisle in a bay)."""
         return self.x0 + margin <= x <= self.x1 - margin and self.y0 + margin <= y <= self.y1 - margin
+
+    def overlaps(self, other: Rect) -> bool:
+        return self.x0 < other.x1 and other.x0 < self.x1 and self.y0 < other.y1 and other.y0 < self.y1
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return ((self.x0 + self.x1) / 2, (self.y0 + self.y1) / 2)
 
 
 class Bay(StrictModel):
@@ -70,11 +86,7 @@ class SiteGeometry(StrictModel):
     @pydantic.field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
+        return known_timezone(value)
 
     @pydantic.model_validator(mode="after")
     def _bays_in_known_zones(self) -> SiteGeometry:

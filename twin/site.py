@@ -10,52 +10,21 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pydantic
 
-from cangtwin.platform.config_file import InputError, Locator, Pair, Triple, StrictModel, parse_yaml_located, read_text
+from cangtwin.platform.config_file import InputError, Locator, Pair, StrictModel, Triple, parse_yaml_located, read_text
+from cangtwin.platform.site_geometry import Rect, WorkingHours, known_timezone
 
 Point2 = Pair
 Point3 = Triple
 DeviceType = Literal["weighbridge", "rfid-reader", "gate-sensor", "positioning-tag", "climate-sensor", "camera", "lidar"]
 
 
-class Rect(StrictModel):
-    """Axis-aligned floor rectangle in metres, x0 < x1 and y0 < y1."""
-
-    x0: float
-    y0: float
-    x1: float
-    y1: float
-
-    @pydantic.model_validator(mode="after")
-    def _ordered(self) -> "Rect":
-        if not (self.x0 < self.x1 and self.y0 < self.y1):
-            raise ValueError("needs x0 < x1 and y0 < y1")
-        return self
-
-    def overlaps(self, other: "Rect") -> bool:
-        return self.x0 < other.x1 and other.x0 < self.x1 and self.y0 < other.y1 and other.y0 < self.y1
-
-    def contains(self, x: float, y: float) -> bool:
-        return self.x0 <= x <= self.x1 and self.y0 <= y <= self.y1
-
-    @property
-    def center(self) -> Point2:
-        return ((self.x0 + self.x1) / 2, (self.y0 + self.y1) / 2)
-
-
 class Building(StrictModel):
     width_m: float = pydantic.Field(gt=0, le=2000)
     depth_m: float = pydantic.Field(gt=0, le=2000)
     height_m: float = pydantic.Field(gt=0, le=100)
-
-
-class WorkingHours(StrictModel):
-    start_hour: int = pydantic.Field(ge=0, le=23)
-    end_hour: int = pydantic.Field(ge=1, le=24)
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]]
 
 
 class Commodity(StrictModel):
@@ -155,11 +124,7 @@ class SiteFile(StrictModel):
     @pydantic.field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
+        return known_timezone(value)
 
 
 @dataclass(frozen=True)
