@@ -100,6 +100,7 @@ class EdgeHeartbeat(msgspec.Struct, frozen=True, tag="edge-heartbeat"):
     site: str
     at: float
     book_version: int
+    ruleset: str = ""  # sha256 of the rule set in force at the edge
 
 
 UplinkRecord = Observation | Rejection | GateEvent | Alert | OutboxGap | EvidenceClip | EdgeHeartbeat
@@ -143,5 +144,13 @@ class CaptureEvidence(msgspec.Struct, frozen=True, tag="capture-evidence"):
     window_s: float = 30.0
 
 
+class RuleSetUpdate(msgspec.Struct, frozen=True, tag="ruleset"):
+    """Command down to the edge: the rule file now in force, as written (its hash is in the ledger)."""
+
+    site: str
+    sha256: str
+    text: str
+
+
 batch_decoder = msgspec.msgpack.Decoder(UplinkBatch)
-downlink_decoder = msgspec.msgpack.Decoder(UplinkAck | BookSync | CaptureEvidence)
+downlink_decoder = msgspec.msgpack.Decoder(UplinkAck | BookSync | CaptureEvidence | RuleSetUpdate)

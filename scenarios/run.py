@@ -26,6 +26,7 @@ from cangtwin.fraud.market import inject_feed_silence, inject_price_crash
 from cangtwin.fraud.outage import inject_uplink_outage
 from cangtwin.fraud.outbound import inject_unauthorized_outbound
 from cangtwin.platform.clock import SimPyClock
+from cangtwin.platform.config_file import InputError, read_text
 from cangtwin.platform.cloud.alert_desk import AlertCase
 from cangtwin.platform.cloud.book import CollateralBook, Loan, Lot
 from cangtwin.platform.cloud.evidence import EvidenceRecorder
@@ -50,9 +51,11 @@ from cangtwin.scenarios.spec import (
     PriceCrash,
     PriceFeedSilent,
     Release,
+    RulesUpdate,
     Scenario,
     UnauthorizedOutbound,
     UplinkOutage,
+    rules_file,
 )
 from cangtwin.twin.market import reference_feed
 from cangtwin.twin.network import Link, LinkProfile
@@ -218,6 +221,17 @@ class Run:
                 self._at(op.at, lambda op=op: self.warehouse.outbound(list(op.lots)))
             elif isinstance(op, Inbound):
                 self._at(op.at, lambda op=op: self.warehouse.inbound(op.commodity, op.count, op.bay))
+            elif isinstance(op, RulesUpdate):
+                self._at(op.at, lambda op=op: self._update_rules(op.file))
+
+    def _update_rules(self, name: str) -> None:
+        path = rules_file(self.scenario, name)
+        try:
+            ruleset = self.cloud.activate_ruleset(read_text(path), str(path))
+        except InputError as err:
+            self.log.record("bank.rules-refused", {"file": name, "error": str(err)})
+            return
+        self.log.record("bank.rules-update", {"file": name, "ruleset": ruleset.label})
 
     def _release(self, loan: str, lots: list[str]) -> None:
         self.cloud.book.release(loan, lots)

@@ -66,7 +66,15 @@ class Inbound(StrictModel):
     bay: str
 
 
-Operation = Annotated[Union[Release, Outbound, Inbound], pydantic.Field(discriminator="kind")]
+class RulesUpdate(StrictModel):
+    """The bank puts an edited rule file in force (a bad file is refused and the old rules stay)."""
+
+    kind: Literal["rules-update"]
+    at: Seconds
+    file: str
+
+
+Operation = Annotated[Union[Release, Outbound, Inbound, RulesUpdate], pydantic.Field(discriminator="kind")]
 
 
 class UnauthorizedOutbound(StrictModel):
@@ -222,6 +230,11 @@ class Scenario:
         return self.start_epoch + self.spec.duration
 
 
+def rules_file(scenario: "Scenario", name: str) -> Path:
+    """Where a rule file named in a scenario lives (relative to the scenario file)."""
+    return Path(_relative(Path(scenario.source), name))
+
+
 def _relative(base: Path, name: str) -> str:
     """Site and rule names are reference names, or paths relative to the scenario file."""
     if name.endswith((".yaml", ".yml")) and not Path(name).is_absolute():
@@ -265,6 +278,7 @@ def _start_epoch(spec: ScenarioFile, site: Site, locator: Locator) -> float:
 
 
 def _check_references(spec: ScenarioFile, site: Site, ruleset: RuleSet, locator: Locator) -> None:
+    source = Path(locator.source)
     lots = {f"{bay.id}-{n:02d}" for bay in site.spec.bays for n in range(1, bay.initial_lots + 1)}
     bays = {bay.id for bay in site.spec.bays}
     devices = {d.id for d in site.spec.devices}
@@ -288,6 +302,8 @@ def _check_references(spec: ScenarioFile, site: Site, ruleset: RuleSet, locator:
             unknown_lots(("operations", i, "lots"), op.lots)
         if isinstance(op, Release) and op.loan not in loans:
             raise locator.error(("operations", i, "loan"), f"unknown loan {op.loan!r}")
+        if isinstance(op, RulesUpdate) and not Path(_relative(source, op.file)).is_file():
+            raise locator.error(("operations", i, "file"), f"no rule file {op.file!r} next to the scenario")
         if isinstance(op, Inbound):
             if op.bay not in bays:
                 raise locator.error(("operations", i, "bay"), f"unknown bay {op.bay!r}")

@@ -19,7 +19,7 @@ from cangtwin.platform.processing import ServiceQueue
 from cangtwin.platform.registry.registry import PledgeRegistry
 from cangtwin.platform.rules.context import CloudContext
 from cangtwin.platform.rules.engine import RuleEngine
-from cangtwin.platform.rules.ruleset import RuleSet
+from cangtwin.platform.rules.ruleset import RuleSet, parse_ruleset
 from cangtwin.platform.value.feed import PriceBook, PriceTick
 from cangtwin.platform.records import (
     Alert,
@@ -27,6 +27,7 @@ from cangtwin.platform.records import (
     CaptureEvidence,
     EdgeHeartbeat,
     EvidenceClip,
+    RuleSetUpdate,
     GateEvent,
     Observation,
     Rejection,
@@ -98,6 +99,24 @@ class CloudService:
         if self.registry is not None:
             self._poll_registry()
         self._escalate()
+
+    def activate_ruleset(self, text: str, source: str) -> RuleSet:
+        """Put a bank's edited rule file in force everywhere, or raise InputError and change nothing.
+
+        Its hash goes into the ledger when it takes effect; the edges get the file itself.
+        """
+        ruleset = parse_ruleset(text, source)
+        self.ruleset = ruleset
+        self.engine = self.engine.successor(ruleset)
+        if self.evidence:
+            self.evidence.ruleset_activated(ruleset, self.clock.now())
+        self.tap("cloud.ruleset", {"ruleset": ruleset.label})
+        for site in sorted(self._downlinks):
+            self._send_ruleset(site)
+        return ruleset
+
+    def _send_ruleset(self, site: str) -> None:
+        self._downlinks[site](record_encoder.encode(RuleSetUpdate(site, self.ruleset.sha256, self.ruleset.text)))
 
     def _escalate(self) -> None:
         """Alerts nobody acknowledged within `escalate_after_s` go up the bank's chain."""
@@ -217,6 +236,8 @@ class CloudService:
             self._edge_book_version[site] = record.book_version
             if record.book_version < self.book.version:
                 self.sync_edge(site)
+            if record.ruleset and record.ruleset != self.ruleset.sha256 and self.ruleset.text:
+                self._send_ruleset(site)  # an edge that missed the update (outage, restart) catches up
 
     def _apply_gate_event(self, site: str, event: GateEvent) -> None:
         if self.evidence:

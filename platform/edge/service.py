@@ -24,6 +24,7 @@ from cangtwin.platform.records import (
     CaptureEvidence,
     EdgeHeartbeat,
     EvidenceClip,
+    RuleSetUpdate,
     Observation,
     OutboxGap,
     Rejection,
@@ -35,7 +36,8 @@ from cangtwin.platform.records import (
 from cangtwin.platform.rules.base import BookView
 from cangtwin.platform.rules.context import DeviceMessage, EdgeContext
 from cangtwin.platform.rules.engine import RuleEngine
-from cangtwin.platform.rules.ruleset import RuleSet
+from cangtwin.platform.config_file import InputError
+from cangtwin.platform.rules.ruleset import RuleSet, parse_ruleset
 from cangtwin.platform.site_geometry import SiteGeometry
 from cangtwin.platform.thing_model import ThingModel
 from cangtwin.platform.wire import WireError
@@ -274,6 +276,8 @@ class EdgeService:
             self._pump()
         elif isinstance(message, CaptureEvidence):
             self._capture(message)
+        elif isinstance(message, RuleSetUpdate) and message.sha256 != self.engine.ruleset.sha256:
+            self._apply_ruleset(message)
         elif isinstance(message, BookSync) and message.version > self.book.version:
             self.book.version = message.version
             self.book.pledged = dict(message.pledged)
@@ -283,6 +287,17 @@ class EdgeService:
             self.book.volume_by_lot = dict(message.volumes)
             self.book.mass_by_lot = dict(message.masses)
             self.tap("edge.book-sync", message)
+
+    def _apply_ruleset(self, update: RuleSetUpdate) -> None:
+        """Swap in the rules the cloud put in force; a file that does not load leaves the old ones."""
+        try:
+            ruleset = parse_ruleset(update.text, f"ruleset {update.sha256[:12]}")
+        except InputError as err:
+            self.tap("edge.ruleset-refused", {"sha256": update.sha256, "error": str(err)})
+            return
+        self.engine = self.engine.successor(ruleset)
+        self._rules_read_messages = self.engine.consumes(DeviceMessage)
+        self.tap("edge.ruleset", {"ruleset": ruleset.label})
 
     def _capture(self, command: CaptureEvidence) -> None:
         """取证指令: ask every camera for full frames now; their hashes go up as evidence clips."""
@@ -302,5 +317,6 @@ class EdgeService:
             self._emit(clip, PRIORITY_ALERT)
 
     def _heartbeat(self) -> None:
-        self._emit(EdgeHeartbeat(self.site, self.clock.now(), self.book.version), PRIORITY_EVENT)
+        self._emit(EdgeHeartbeat(self.site, self.clock.now(), self.book.version, self.engine.ruleset.sha256),
+                   PRIORITY_EVENT)
         self.clock.call_later(self.timing.heartbeat_s, self._heartbeat)

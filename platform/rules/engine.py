@@ -18,6 +18,7 @@ class RuleEngine:
     ) -> None:
         self.ruleset = ruleset
         self.site = site
+        self.where = where
         self.id_prefix = id_prefix or site
         self.all_rules = ruleset.instantiate()
         self.rules = [r for r in self.all_rules if r.where == where]
@@ -29,6 +30,12 @@ class RuleEngine:
         self.tick_s = min((r.tick_s for r in self._timed), default=None)
         self._seen: set[tuple[str, str]] = set()
         self._count = 0
+
+    def successor(self, ruleset: RuleSet) -> RuleEngine:
+        """The engine for a new rule set: rule windows start afresh, alert ids and dedupe carry on."""
+        engine = RuleEngine(ruleset, self.site, self.where, self.id_prefix)
+        engine._seen, engine._count = self._seen, self._count
+        return engine
 
     def params(self, kind: str):
         """The parameters of the first enabled rule of `kind` (either side), or None."""

@@ -13,7 +13,7 @@ from typing import Annotated, Union
 
 import pydantic
 
-from cangtwin.platform.config_file import InputError, StrictModel, load_yaml
+from cangtwin.platform.config_file import StrictModel, parse_yaml, read_text
 from cangtwin.platform.rules import (
     device_offline,
     duplicate_pledge,
@@ -77,6 +77,7 @@ class RuleSet:
     sha256: str
     source: str
     entries: tuple
+    text: str = ""  # the file as written, so the very same rules can be sent to every edge
 
     @property
     def label(self) -> str:
@@ -91,12 +92,14 @@ def default_ruleset_path() -> Path:
     return Path(__file__).parent / "default.yaml"
 
 
+def parse_ruleset(text: str, source: str) -> RuleSet:
+    """A rule set from its file's text (as it travels to the edges); InputError if it is bad."""
+    parsed = parse_yaml(text, RuleSetFile, source)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return RuleSet(parsed.ruleset, parsed.version, digest, source, tuple(parsed.rules), text)
+
+
 def load_ruleset(path: str | Path | None = None) -> RuleSet:
     """Load a rule file; raises InputError (file, line, field) and changes nothing on failure."""
     path = Path(path) if path else default_ruleset_path()
-    parsed = load_yaml(path, RuleSetFile)
-    try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError as exc:  # the file vanished between the two reads
-        raise InputError(str(path), None, None, f"cannot read: {exc}") from None
-    return RuleSet(parsed.ruleset, parsed.version, digest, str(path), tuple(parsed.rules))
+    return parse_ruleset(read_text(path), str(path))
