@@ -44,6 +44,26 @@ class GateEvent(msgspec.Struct, frozen=True, tag="gate"):
     received_at: float
 
 
+class LoadCheck(msgspec.Struct, frozen=True, tag="load-check"):
+    """A truck's two weighings around a gate crossing, against the book's mass for its lots.
+
+    net_kg is |first gross − second gross|: what the truck brought or took. Checked by
+    substitution-or-hollow; uplinked as evidence.
+    """
+
+    id: str
+    site: str
+    gate_event: str
+    direction: str
+    lots: tuple[str, ...]
+    declared_kg: float
+    net_kg: float
+    grosses_kg: tuple[float, float]
+    division_kg: float
+    event_time: float
+    received_at: float
+
+
 class Alert(msgspec.Struct, frozen=True, tag="alert"):
     """A rule verdict. `event_time` is when the evidence happened; `raised_at` is edge time."""
 
@@ -103,7 +123,7 @@ class EdgeHeartbeat(msgspec.Struct, frozen=True, tag="edge-heartbeat"):
     ruleset: str = ""  # sha256 of the rule set in force at the edge
 
 
-UplinkRecord = Observation | Rejection | GateEvent | Alert | OutboxGap | EvidenceClip | EdgeHeartbeat
+UplinkRecord = Observation | Rejection | GateEvent | LoadCheck | Alert | OutboxGap | EvidenceClip | EdgeHeartbeat
 
 record_encoder = msgspec.msgpack.Encoder()
 record_decoder = msgspec.msgpack.Decoder(UplinkRecord)

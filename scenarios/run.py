@@ -25,6 +25,7 @@ from cangtwin.fraud.label import Label
 from cangtwin.fraud.market import inject_feed_silence, inject_price_crash
 from cangtwin.fraud.outage import inject_uplink_outage
 from cangtwin.fraud.outbound import inject_unauthorized_outbound
+from cangtwin.fraud.substitution import inject_substitution
 from cangtwin.platform.clock import SimPyClock
 from cangtwin.platform.config_file import InputError, read_text
 from cangtwin.platform.cloud.alert_desk import AlertCase
@@ -53,6 +54,7 @@ from cangtwin.scenarios.spec import (
     Release,
     RulesUpdate,
     Scenario,
+    Substitution,
     UnauthorizedOutbound,
     UplinkOutage,
     rules_file,
@@ -267,6 +269,9 @@ class Run:
                     book.loans[inj.loan].borrower, self.scenario.site.id, self._record_label,
                     lambda t, action: self._at(t - self.env.now, action),
                 )
+            elif isinstance(inj, Substitution):
+                inject_substitution(self.env, self.warehouse, inj.id, start + inj.at, inj.lot, inj.mass_factor,
+                                    inj.kind, self._record_label)
             elif isinstance(inj, EdgeCrash):
                 inject_edge_crash(inj.id, self.scenario.site.id, start + inj.at, inj.down_for,
                                   self._crash_edge, self._restart_edge,

@@ -113,6 +113,16 @@ class EdgeCrash(StrictModel):
     down_for: Seconds
 
 
+class Substitution(StrictModel):
+    """A pledged lot's goods are swapped for lighter ones of the same shape (or hollowed out)."""
+
+    kind: Literal["substitution", "hollow-stack"]
+    id: str
+    at: Seconds
+    lot: str
+    mass_factor: float = pydantic.Field(gt=0, lt=1)
+
+
 class UplinkOutage(StrictModel):
     kind: Literal["uplink-outage"]
     id: str
@@ -136,7 +146,8 @@ class PriceFeedSilent(StrictModel):
 
 
 Injection = Annotated[
-    Union[UnauthorizedOutbound, ForgedDevice, UplinkOutage, PriceCrash, PriceFeedSilent, DuplicatePledge, EdgeCrash],
+    Union[UnauthorizedOutbound, ForgedDevice, UplinkOutage, PriceCrash, PriceFeedSilent, DuplicatePledge, EdgeCrash,
+          Substitution],
     pydantic.Field(discriminator="kind"),
 ]
 
@@ -318,6 +329,8 @@ def _check_references(spec: ScenarioFile, site: Site, ruleset: RuleSet, locator:
             raise locator.error(("injections", i, "at"), f"{inj.at:g} s is beyond the duration ({spec.duration:g} s)")
         if isinstance(inj, UnauthorizedOutbound):
             unknown_lots(("injections", i, "lots"), inj.lots)
+        if isinstance(inj, Substitution):
+            unknown_lots(("injections", i), [inj.lot])
         if isinstance(inj, DuplicatePledge) and inj.loan not in loans:
             raise locator.error(("injections", i, "loan"), f"unknown loan {inj.loan!r}")
         if isinstance(inj, PriceCrash) and inj.commodity not in site.spec.commodities:

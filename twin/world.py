@@ -133,6 +133,9 @@ class PhysicalWorld:
         )
         pb.resetBaseVelocity(body, [0, 0, 0], [0, 0, 0], physicsClientId=self.client)
 
+    def set_mass(self, body: int, mass_kg: float) -> None:
+        pb.changeDynamics(body, -1, mass=mass_kg, physicsClientId=self.client)
+
     def remove(self, body: int) -> None:
         pb.removeBody(body, physicsClientId=self.client)
         self.shapes.pop(body, None)

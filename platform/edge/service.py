@@ -17,6 +17,7 @@ import msgspec
 from cangtwin.platform.clock import Clock
 from cangtwin.platform.edge.auth import DeviceAuthenticator, DeviceRecord
 from cangtwin.platform.edge.fusion import GateFusion, Passage
+from cangtwin.platform.edge.load_check import LoadChecker
 from cangtwin.platform.edge.outbox import OutboxFull
 from cangtwin.platform.processing import ServiceQueue
 from cangtwin.platform.records import (
@@ -113,6 +114,7 @@ class EdgeService:
             replay_window=integrity.replay_window if integrity else 256,
         )
         self.fusion = GateFusion(site, id_prefix=self.name)
+        self.loads = LoadChecker(site, id_prefix=self.name)
         self.book = BookView()
         self.context = EdgeContext(site, self.book, devices, extra={"geometry": geometry} if geometry else {})
         self._rules_read_messages = self.engine.consumes(DeviceMessage)
@@ -173,6 +175,9 @@ class EdgeService:
         device = self.devices[envelope.device]
         if envelope.kind == "tag_read":
             self.fusion.add_read(device.attrs["gate"], payload.tag, envelope.clock)
+        elif envelope.kind == "reading":
+            division = float(device.attrs.get("division_kg", "20"))
+            self.loads.add_reading(envelope.device, division, envelope.clock, payload.mass_kg, payload.stable)
         elif envelope.kind == "passage":
             passage = Passage(device.attrs["gate"], payload.direction, envelope.clock, received_at)
             self.clock.call_later(self.fusion.grace_s, lambda: self._close_passage(passage))
@@ -194,6 +199,11 @@ class EdgeService:
         self.tap("edge.gate", event)
         self._emit(event, PRIORITY_EVENT)
         self._run_rules(event)
+        check = self.loads.on_gate_event(event, self.book)
+        if check is not None:
+            self.tap("edge.load-check", check)
+            self._emit(check, PRIORITY_EVENT)
+            self._run_rules(check)
 
     def _run_rules(self, event: object) -> None:
         for alert in self.engine.evaluate(event, self.context, raised_at=self.clock.now()):

@@ -27,6 +27,7 @@ from cangtwin.platform.rules import (
     outbound_unauthorized,
     ownership_change,
     price_stale,
+    substitution_or_hollow,
     weighbridge_anomaly,
 )
 from cangtwin.platform.rules.base import Rule
@@ -45,6 +46,7 @@ KINDS = {
     "weighbridge-anomaly": (weighbridge_anomaly.Entry, weighbridge_anomaly.WeighbridgeAnomaly),
     "evidence-tamper": (evidence_tamper.Entry, evidence_tamper.EvidenceTamper),
     "ledger-audit": (ledger_audit.Entry, ledger_audit.LedgerAudit),
+    "substitution-or-hollow": (substitution_or_hollow.Entry, substitution_or_hollow.SubstitutionOrHollow),
 }
 
 AnyEntry = Annotated[
