@@ -125,3 +125,104 @@ def rules_diff(old: Path, new: Path) -> None:
     for c in changes:
         table.add_row(c.rule, c.what, "" if c.old is None else str(c.old), "" if c.new is None else str(c.new))
     console.print(table)
+
+
+def _suite_table(suite: dict):
+    """One row per scenario: status, pass rate, crashes, misses, false alarms, worst latency CI."""
+    from rich.table import Table
+
+    style = {"SUCCESS": "green", "ACCEPTABLE": "yellow", "FAILURE": "bold red", "ERROR": "bold red"}
+    table = Table(title=f"Suite: {suite['replications']} replication(s) per scenario (seed + i)", title_justify="left",
+                  caption_justify="left")
+    for col in ("scenario", "status", "pass rate", "crashed", "misses", "false alarms / site-day",
+                "bank-visible latency, mean [95 % CI]"):
+        table.add_column(col)
+    for s in suite["scenarios"]:
+        latencies = []
+        for label, d in s["detections"].items():
+            stat = d["bank_latency_s"]
+            if stat["mean"] is not None:
+                ci = f" [{stat['ci95'][0]:.3f}, {stat['ci95'][1]:.3f}]" if stat["ci95"] else ""
+                latencies.append(f"{label}: {stat['mean']:.3f} s{ci}")
+        per_day = s["false_alarms"]["per_site_day"]
+        table.add_row(s["scenario"], f"[{style[s['status']]}]{s['status']}[/]", f"{s['pass_rate'] * 100:.0f} %",
+                      str(s["errors"]), str(s["misses"]), "—" if per_day is None else f"{per_day:.3f}",
+                      "\n".join(latencies) or "—")
+    for s in suite["scenarios"]:
+        for rep in s["replications"]:
+            if rep["error"]:
+                table.caption = (table.caption + "\n" if table.caption else "") + (
+                    f"{s['scenario']} seed {rep['seed']} crashed ({rep['error']['message']}); "
+                    f"rerun alone: {rep['error']['rerun']}")
+    return table
+
+
+def _replication_bar():
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeElapsedColumn(), console=errors, transient=True)
+
+
+@main.command()
+@click.argument("scenarios", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--replications", "-n", type=click.IntRange(1, 10000), default=3, show_default=True,
+              help="Seeded replications per scenario; replication i uses the scenario's seed + i.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("results/suite"), show_default=True,
+              help="Suite folder: <out>/<scenario>/rep-<i>-s<seed>/, suite.json, junit.xml, report.html.")
+@click.option("--workers", type=click.IntRange(1, 256), default=None,
+              help="Worker processes (default: min(2, CPU count)).")
+def suite(scenarios: tuple[Path, ...], replications: int, out: Path, workers: int | None) -> None:
+    """Run a folder of scenarios (or the files given) N times each; write JUnit XML, JSON and HTML."""
+    from cangtwin.scenarios.html_report import write_html
+    from cangtwin.scenarios.junit import write_junit
+    from cangtwin.scenarios.suite import exit_code, run_suite
+
+    try:
+        with _replication_bar() as bar:
+            task = bar.add_task("replications", total=None)
+            result = run_suite(list(scenarios), replications, out, workers,
+                               lambda done, total, what: bar.update(task, completed=done, total=total, description=what))
+    except InputError as err:
+        errors.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    console.print(_suite_table(result))
+    console.print(f"wrote {out / 'suite.json'}, {write_junit(result, out)} and {write_html(result, out)}")
+    sys.exit(exit_code(result))
+
+
+@main.command()
+@click.argument("out", type=click.Path(path_type=Path))
+def report(out: Path) -> None:
+    """Recompute a suite's metrics and criteria from its kept event logs; rewrite junit.xml and report.html."""
+    import msgspec
+
+    from cangtwin.scenarios.html_report import write_html
+    from cangtwin.scenarios.junit import write_junit
+    from cangtwin.scenarios.suite import differences, exit_code, load_suite, recompute_suite, without_wall
+
+    try:
+        stored, _ = load_suite(out)
+        with _replication_bar() as bar:
+            task = bar.add_task("recomputing", total=None)
+            recomputed, results = recompute_suite(
+                out, lambda done, total, what: bar.update(task, completed=done, total=total, description=what))
+        diffs = differences(without_wall(stored), without_wall(recomputed))
+        for folder, result in results.items():
+            path = out / folder / "result.json"
+            try:
+                kept = msgspec.json.decode(path.read_bytes())
+            except (OSError, msgspec.DecodeError) as err:
+                raise InputError(str(path), None, None, f"cannot read: {err}") from None
+            diffs += differences(without_wall(kept), without_wall(result), f"{folder}/result.json")
+    except InputError as err:
+        errors.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    console.print(_suite_table(recomputed))
+    if diffs:
+        console.print(f"[yellow]the recomputation differs from what the suite wrote in {len(diffs)} place(s):[/]")
+        for line in diffs[:20]:
+            console.print(f"  {line}", markup=False)
+    else:
+        console.print("recomputed from the event logs: every metric and criterion equals suite.json "
+                      "(wall-clock figures aside)")
+    console.print(f"wrote {write_junit(recomputed, out)} and {write_html(recomputed, out)}")
+    sys.exit(exit_code(recomputed))

@@ -324,9 +324,12 @@ class Run:
             "records_lost": self._records_lost(),
         }
         assert end == self.env.now
+        rejections = _rejections(self._edges)
+        # End-of-run totals go into the log too, so `cangtwin report` can recompute from logs alone.
+        self.log.record("run.counters", {"messages": messages, "edge_rejections": rejections})
         return RunOutcome(
             self.scenario, self.scenario.spec.seed, self.log, list(self.labels), alerts,
-            _rejections(self._edges), messages, wall, evidence,
+            rejections, messages, wall, evidence,
         )
 
     def _records_lost(self) -> int:

@@ -87,16 +87,6 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> dict[str, Any]
 
 # --- one replication (runs in a worker process) -------------------------------------------
 
-def _record_counters(outcome: RunOutcome) -> None:
-    """Put the run's message counters into its event log so `cangtwin report` can recompute them.
-
-    The counters are end-of-run totals of the platform and links, not events. Until
-    `scenarios/run.py` records this event itself, the suite adds it before writing the log.
-    """
-    if outcome.log.count(COUNTERS_EVENT) == 0:
-        outcome.log.record(COUNTERS_EVENT, {"messages": outcome.messages, "edge_rejections": outcome.edge_rejections})
-
-
 def write_result(folder: Path, result: dict) -> None:
     (folder / "result.json").write_bytes(msgspec.json.format(msgspec.json.encode(result), indent=2) + b"\n")
 
@@ -109,7 +99,6 @@ def run_replication(source: str, seed: int, folder: str) -> dict:
         (where / stale).unlink(missing_ok=True)
     try:
         outcome = run_scenario(load_scenario(source, seed), where)
-        _record_counters(outcome)
         result = build_result(outcome, outcome.log.write(where / "events.jsonl"))
         write_result(where, result)
     except Exception as err:  # a crash is a finding about this seed, not the end of the suite
@@ -190,8 +179,11 @@ def aggregate(meta: dict, replications: list[dict], results: dict[int, dict]) ->
     statuses = [r["status"] for r in replications]
     criteria: dict[str, dict[str, int]] = {}
     for rep in replications:
+        seen: dict[str, int] = {}
         for c in rep["criteria"]:
-            counts = criteria.setdefault(c["name"], {s.value: 0 for s in Status})
+            seen[c["name"]] = seen.get(c["name"], 0) + 1  # two expectations may read alike
+            name = c["name"] if seen[c["name"]] == 1 else f"{c['name']} #{seen[c['name']]}"
+            counts = criteria.setdefault(name, {s.value: 0 for s in Status})
             counts[c["status"]] += 1
     days = meta["duration_s"] / 86400
     false_alarms = [len(r["false_alarms"]) for _, r in ran]
@@ -308,6 +300,7 @@ def run_suite(
                 done[(s.spec.scenario, i)] = future.result()
             except BrokenProcessPool as err:  # the worker died outright (no Python traceback to keep)
                 text = f"the worker process running this replication died: {err}\n"
+                (out / _folder(s, i, seed)).mkdir(parents=True, exist_ok=True)
                 (out / _folder(s, i, seed) / "crash.log").write_text(text)
                 done[(s.spec.scenario, i)] = {"error": "worker process died", "traceback": text}
             if progress:
@@ -468,7 +461,7 @@ def recompute_suite(out: Path, progress: Progress | None = None) -> tuple[dict, 
                 if sha != recorded:
                     raise InputError(str(out / rep.folder / "events.jsonl"), None, None,
                                      f"changed since the suite ran (sha256 {sha[:12]}…, suite.json has {str(recorded)[:12]}…)")
-                result = build_result(outcome, sha)
+                result = msgspec.json.decode(msgspec.json.encode(build_result(outcome, sha)))  # as JSON, like result.json
                 result["provenance"]["code_version"] = rep.provenance["code_version"]
                 result["wall"] = rep.wall
                 results_by_folder[rep.folder] = result

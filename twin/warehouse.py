@@ -1,8 +1,15 @@
 """Ground truth of one warehouse: Mesa agents whose behaviour runs as SimPy processes.
 
-Trucks arrive, pass the gate, queue for and stand on the weighbridge, and are (un)loaded at
-the dock by forklifts that carry lots between the dock and the bays. Every move changes the
+Trucks arrive, pass a gate, queue for and stand on a weighbridge, and are (un)loaded at a
+dock by forklifts that carry lots between the dock and the bays. Every move changes the
 pybullet world; devices learn of it only through `Signals` and by observing that world.
+
+Where a site has several gates, weighbridges and docks, the choices are deterministic (same
+seed, same choices) and draw no random numbers, so a site with one of each behaves as before:
+visits take the gates in turn and leave by the gate they came in by; a truck queues for the
+least busy weighbridge (the one nearer its gate among equals); leaving the weighbridge it is
+sent to the dock with the shortest queue (a free one if any, the first in the site file among
+equals).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import mesa
 import simpy
 
 from cangtwin.twin.rng import RandomStreams
-from cangtwin.twin.site import Bay, Site
+from cangtwin.twin.site import Bay, Dock, Gate, Site, Weighbridge
 from cangtwin.twin.world import PhysicalWorld, Shape, shape_for
 
 TruthLog = Callable[[str, dict], None]
@@ -58,10 +65,12 @@ class Forklift(mesa.Agent):
 
 
 class Truck(mesa.Agent):
-    def __init__(self, model: "WarehouseModel", name: str, body: int) -> None:
+    def __init__(self, model: "WarehouseModel", name: str, body: int, gate: Gate) -> None:
         super().__init__(model)
         self.name = name
         self.body = body
+        self.gate = gate  # in and out by the same gate
+        self.dock: Dock | None = None  # assigned as it leaves the weighbridge on the way in
         self.cargo: list[str] = []
         self.where = "outside"
 
@@ -85,6 +94,11 @@ def _manhattan(a: tuple[float, float], b: tuple[float, float]) -> float:
     return abs(a[0] - b[0]) + abs(a[1] - b[1])
 
 
+def _busy(resource: simpy.Resource) -> int:
+    """Vehicles on it or queued for it."""
+    return resource.count + len(resource.queue)
+
+
 class Warehouse:
     def __init__(self, env: simpy.Environment, site: Site, world: PhysicalWorld, streams: RandomStreams, log: TruthLog):
         self.env = env
@@ -101,7 +115,7 @@ class Warehouse:
         for spec in self.spec.forklifts:
             self.forklifts.put(Forklift(self.model, spec))
         self.scales = {w.id: simpy.Resource(env, capacity=1) for w in self.spec.weighbridges}
-        self.dock = simpy.Resource(env, capacity=len(self.spec.docks))
+        self.docks = {d.id: simpy.Resource(env, capacity=1) for d in self.spec.docks}
         self._trucks = 0
         self._stock_initial_lots()
 
@@ -153,15 +167,15 @@ class Warehouse:
     # --- trucks ----------------------------------------------------------------------------------
     def _new_truck(self) -> Truck:
         self._trucks += 1
-        gate = self.spec.gates[0]
+        gate = self.spec.gates[(self._trucks - 1) % len(self.spec.gates)]
         body = self.world.add_truck(self.spec.truck.tare_kg, tuple(self.spec.truck.bed_m), (gate.outside[0], gate.outside[1]))
-        return Truck(self.model, f"T{self._trucks:04d}", body)
+        return Truck(self.model, f"T{self._trucks:04d}", body, gate)
 
     def _drive(self, truck: Truck, a: tuple[float, float], b: tuple[float, float]) -> simpy.Timeout:
         return self.env.timeout(_manhattan(a, b) / self.spec.truck.speed_mps)
 
     def _pass_gate(self, truck: Truck, direction: str) -> Iterator[simpy.Event]:
-        gate = self.spec.gates[0]
+        gate = truck.gate
         enter = self.env.now
         tags = [self.lots[lot].tag for lot in truck.cargo]
         clear = enter + TRUCK_LENGTH_M / GATE_SPEED_MPS
@@ -171,8 +185,19 @@ class Warehouse:
         truck.where = "inside" if direction == "in" else "outside"
         self.log("twin.gate-pass", {"truck": truck.name, "gate": gate.id, "direction": direction, "lots": list(truck.cargo)})
 
-    def _weigh(self, truck: Truck) -> Iterator[simpy.Event]:
-        scale = self.spec.weighbridges[0]
+    def _pick_scale(self, truck: Truck) -> Weighbridge:
+        return min(
+            self.spec.weighbridges,
+            key=lambda w: (_busy(self.scales[w.id]), _manhattan(tuple(truck.gate.position), w.rect.center)),
+        )
+
+    def _to_dock(self, truck: Truck) -> tuple[float, float]:
+        truck.dock = min(self.spec.docks, key=lambda d: _busy(self.docks[d.id]))
+        return (truck.dock.position[0], truck.dock.position[1])
+
+    def _weigh(self, truck: Truck, leave_to: Callable[[], tuple[float, float]]) -> Iterator[simpy.Event]:
+        """Queue for a weighbridge, weigh, then drive off to `leave_to()` (decided as it leaves)."""
+        scale = self._pick_scale(truck)
         with self.scales[scale.id].request() as turn:
             yield turn
             centre = scale.rect.center
@@ -183,8 +208,7 @@ class Warehouse:
             for notify in self.signals.plate:
                 notify(scale.id, True)
             yield self.env.timeout(WEIGH_DWELL_S)
-            dock = self.spec.docks[0].position
-            self._move_truck(truck, (dock[0], dock[1]))
+            self._move_truck(truck, leave_to())
             for notify in self.signals.plate:
                 notify(scale.id, False)
 
@@ -203,12 +227,12 @@ class Warehouse:
         return (x - length / 2 + 1.5 + 2.2 * index, y, deck + 0.05)
 
     # --- forklifts --------------------------------------------------------------------------------
-    def _carry(self, lot_id: str, to_truck: Truck | None, to_bay: str | None) -> Iterator[simpy.Event]:
+    def _carry(self, lot_id: str, dock: Dock, to_truck: Truck | None, to_bay: str | None) -> Iterator[simpy.Event]:
         forklift: Forklift = yield self.forklifts.get()
         lot = self.lots[lot_id]
-        dock = tuple(self.spec.docks[0].position)
-        pick = dock if to_bay else self.world.position(lot.body)[:2]
-        drop = dock if to_truck else self._slot_position(to_bay, self._free_slot(to_bay))[:2]
+        berth = tuple(dock.position)
+        pick = berth if to_bay else self.world.position(lot.body)[:2]
+        drop = berth if to_truck else self._slot_position(to_bay, self._free_slot(to_bay))[:2]
         yield from self._drive_forklift(forklift, pick)
         yield self.env.timeout(forklift.spec.handling_s)
         forklift.carrying = lot_id
@@ -253,13 +277,11 @@ class Warehouse:
         truck = self._new_truck()
         self.log("twin.truck-arrived", {"truck": truck.name, "purpose": "outbound", "lots": lot_ids})
         yield from self._pass_gate(truck, "in")
-        yield from self._weigh(truck)
-        with self.dock.request() as berth:
+        yield from self._weigh(truck, lambda: self._to_dock(truck))
+        with self.docks[truck.dock.id].request() as berth:
             yield berth
-            yield self.env.all_of([self.env.process(self._carry(lot, truck, None)) for lot in lot_ids])
-        yield from self._weigh(truck)
-        gate = self.spec.gates[0].position
-        self._move_truck(truck, (gate[0], gate[1]))
+            yield self.env.all_of([self.env.process(self._carry(lot, truck.dock, truck, None)) for lot in lot_ids])
+        yield from self._weigh(truck, lambda: (truck.gate.position[0], truck.gate.position[1]))
         yield from self._pass_gate(truck, "out")
         for lot_id in truck.cargo:
             self.lots[lot_id].location = "gone"
@@ -285,16 +307,21 @@ class Warehouse:
             truck.cargo.append(lot_id)
         self.log("twin.truck-arrived", {"truck": truck.name, "purpose": "inbound", "lots": list(truck.cargo)})
         yield from self._pass_gate(truck, "in")
-        yield from self._weigh(truck)
-        with self.dock.request() as berth:
+        yield from self._weigh(truck, lambda: self._to_dock(truck))
+        with self.docks[truck.dock.id].request() as berth:
             yield berth
             cargo, truck.cargo = list(truck.cargo), []
-            yield self.env.all_of([self.env.process(self._carry(lot, None, bay)) for lot in cargo])
-        yield from self._weigh(truck)
-        gate = self.spec.gates[0].position
-        self._move_truck(truck, (gate[0], gate[1]))
+            yield self.env.all_of([self.env.process(self._carry(lot, truck.dock, None, bay)) for lot in cargo])
+        yield from self._weigh(truck, lambda: (truck.gate.position[0], truck.gate.position[1]))
         yield from self._pass_gate(truck, "out")
         self.world.remove(truck.body)
+
+    def swap_mass(self, lot_id: str, mass_kg: float) -> None:
+        """The goods of a lot are replaced by others of the same shape and a different mass."""
+        lot = self.lots[lot_id]
+        self.world.set_mass(lot.body, mass_kg)
+        lot.mass_kg = mass_kg
+        self.log("twin.mass-swapped", {"lot": lot_id, "mass_kg": round(mass_kg, 1)})
 
     def collect(self, every_s: float = 60.0) -> Iterator[simpy.Event]:
         """Mesa data collection on a fixed simulated-time cadence."""
