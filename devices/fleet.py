@@ -1,8 +1,4 @@
-"""Build a site's devices, each with its own key, wired to its link towards the edge.
-
-Cameras and LiDARs send heartbeats here; their image and scan streams are the twin-fidelity
-work (issue 3) and plug in as further Device subclasses.
-"""
+"""Build a site's devices, each with its own key, wired to its link towards the edge."""
 
 from __future__ import annotations
 
@@ -10,6 +6,7 @@ from typing import Callable
 
 import simpy
 
+from cangtwin.devices.camera import CameraDevice, CameraNoiseBatch
 from cangtwin.devices.climate import ClimateSensor
 from cangtwin.devices.device import Device, Tap
 from cangtwin.devices.gate_devices import LoopDetector, RfidReader
@@ -28,6 +25,7 @@ def build_fleet(
     spec = warehouse.spec
     rates = spec.rates
     keys = streams.get("devices.keys")
+    camera_noise = CameraNoiseBatch(streams.get("devices.camera-noise"))  # one batch for all cameras
     fleet: dict[str, Device] = {}
     for entry in spec.devices:
         common = dict(
@@ -50,6 +48,9 @@ def build_fleet(
             device = PositioningTag(**common, warehouse=warehouse, forklift_id=entry.forklift, rate_hz=rates.positioning_hz)
         elif entry.type == "climate-sensor":
             device = ClimateSensor(**common, warehouse=warehouse, period_s=rates.climate_s)
+        elif entry.type == "camera":
+            device = CameraDevice(**common, warehouse=warehouse, position=tuple(entry.position),
+                                  look_at=tuple(entry.look_at), analysis_s=rates.camera_analysis_s, noise=camera_noise)
         else:
             device = Device(**common)
         fleet[entry.id] = device

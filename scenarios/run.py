@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cangtwin.devices.fleet import build_fleet
 from cangtwin.devices.thing_descriptions import thing_descriptions
+from cangtwin.fraud.camera import inject_camera_tamper
 from cangtwin.fraud.duplicate_pledge import inject_duplicate_pledge
 from cangtwin.fraud.edge_crash import inject_edge_crash
 from cangtwin.fraud.forged_device import inject_forged_device
@@ -44,6 +45,7 @@ from cangtwin.platform.thing_model import ThingModel
 from cangtwin.scenarios.eventlog import EventLog
 from cangtwin.scenarios.matching import SeenAlert
 from cangtwin.scenarios.spec import (
+    CameraTamper,
     DuplicatePledge,
     EdgeCrash,
     ForgedDevice,
@@ -269,6 +271,9 @@ class Run:
                     book.loans[inj.loan].borrower, self.scenario.site.id, self._record_label,
                     lambda t, action: self._at(t - self.env.now, action),
                 )
+            elif isinstance(inj, CameraTamper):
+                inject_camera_tamper(self.env, self.fleet[inj.camera], inj.id, start + inj.at, inj.mode,
+                                     inj.look_at, self._record_label)
             elif isinstance(inj, Substitution):
                 inject_substitution(self.env, self.warehouse, inj.id, start + inj.at, inj.lot, inj.mass_factor,
                                     inj.kind, self._record_label)

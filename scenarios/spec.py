@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pydantic
 
-from cangtwin.platform.config_file import InputError, Locator, StrictModel, parse_yaml_located, read_text
+from cangtwin.platform.config_file import InputError, Locator, StrictModel, Triple, parse_yaml_located, read_text
 from cangtwin.platform.rules.ruleset import RuleSet, load_ruleset
 from cangtwin.twin.site import Site, load_site
 
@@ -123,6 +123,23 @@ class Substitution(StrictModel):
     mass_factor: float = pydantic.Field(gt=0, lt=1)
 
 
+class CameraTamper(StrictModel):
+    """A camera covered, replaying old frames, or turned to look at `look_at`."""
+
+    kind: Literal["camera-tamper"]
+    id: str
+    at: Seconds
+    camera: str
+    mode: Literal["cover", "replay", "move"]
+    look_at: Triple | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _move_needs_a_target(self) -> "CameraTamper":
+        if self.mode == "move" and self.look_at is None:
+            raise ValueError("mode 'move' needs look_at: where the camera is turned to")
+        return self
+
+
 class UplinkOutage(StrictModel):
     kind: Literal["uplink-outage"]
     id: str
@@ -147,7 +164,7 @@ class PriceFeedSilent(StrictModel):
 
 Injection = Annotated[
     Union[UnauthorizedOutbound, ForgedDevice, UplinkOutage, PriceCrash, PriceFeedSilent, DuplicatePledge, EdgeCrash,
-          Substitution],
+          Substitution, CameraTamper],
     pydantic.Field(discriminator="kind"),
 ]
 
@@ -329,6 +346,8 @@ def _check_references(spec: ScenarioFile, site: Site, ruleset: RuleSet, locator:
             raise locator.error(("injections", i, "at"), f"{inj.at:g} s is beyond the duration ({spec.duration:g} s)")
         if isinstance(inj, UnauthorizedOutbound):
             unknown_lots(("injections", i, "lots"), inj.lots)
+        if isinstance(inj, CameraTamper) and inj.camera not in {d.id for d in site.spec.devices if d.type == "camera"}:
+            raise locator.error(("injections", i, "camera"), f"no camera {inj.camera!r} on site {site.id}")
         if isinstance(inj, Substitution):
             unknown_lots(("injections", i), [inj.lot])
         if isinstance(inj, DuplicatePledge) and inj.loan not in loans:

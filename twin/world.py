@@ -13,6 +13,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass
+from typing import Callable
 
 from cangtwin.twin.site import Commodity, Site
 
@@ -90,6 +91,12 @@ class PhysicalWorld:
             centre = [(r.x0 + r.x1) / 2, (r.y0 + r.y1) / 2, 0.05 - PLATE_THICKNESS_M / 2]
             self.plates[scale.id] = pb.createMultiBody(0, shape, basePosition=centre, physicsClientId=self.client)
         self.shapes: dict[int, Shape] = {}
+        # Sensors that cache what they saw (cameras, LiDAR scenes) hear of every change here.
+        self.listeners: list[Callable[[int | None, str], None]] = []
+
+    def _changed(self, body: int | None, kind: str) -> None:
+        for listener in self.listeners:
+            listener(body, kind)
 
     def close(self) -> None:
         pb.disconnect(self.client)
@@ -110,6 +117,7 @@ class PhysicalWorld:
         )
         pb.changeDynamics(body, -1, lateralFriction=0.8, physicsClientId=self.client)
         self.shapes[body] = shape
+        self._changed(body, "add")
         return body
 
     def add_truck(self, tare_kg: float, bed: tuple[float, float, float], position: tuple[float, float]) -> int:
@@ -123,6 +131,7 @@ class PhysicalWorld:
         )
         pb.changeDynamics(body, -1, lateralFriction=0.9, physicsClientId=self.client)
         self.shapes[body] = Shape("box", bed)
+        self._changed(body, "add")
         return body
 
     def place(self, body: int, position: tuple[float, float, float]) -> None:
@@ -132,6 +141,7 @@ class PhysicalWorld:
             body, [x, y, z + self.shapes[body].height / 2], [0, 0, 0, 1], physicsClientId=self.client
         )
         pb.resetBaseVelocity(body, [0, 0, 0], [0, 0, 0], physicsClientId=self.client)
+        self._changed(body, "place")
 
     def set_mass(self, body: int, mass_kg: float) -> None:
         pb.changeDynamics(body, -1, mass=mass_kg, physicsClientId=self.client)
@@ -139,6 +149,7 @@ class PhysicalWorld:
     def remove(self, body: int) -> None:
         pb.removeBody(body, physicsClientId=self.client)
         self.shapes.pop(body, None)
+        self._changed(body, "remove")
 
     def position(self, body: int) -> tuple[float, float, float]:
         return tuple(pb.getBasePositionAndOrientation(body, physicsClientId=self.client)[0])
@@ -146,6 +157,7 @@ class PhysicalWorld:
     def settle(self, seconds: float) -> None:
         for _ in range(max(1, round(seconds / STEP_S))):
             pb.stepSimulation(physicsClientId=self.client)
+        self._changed(None, "step")  # anything awake may have moved
 
     def plate_load_kg(self, scale_id: str) -> float:
         """Sum of normal contact forces on the plate, as mass: what the load cells carry."""

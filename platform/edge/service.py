@@ -18,6 +18,7 @@ from cangtwin.platform.clock import Clock
 from cangtwin.platform.edge.auth import DeviceAuthenticator, DeviceRecord
 from cangtwin.platform.edge.fusion import GateFusion, Passage
 from cangtwin.platform.edge.load_check import LoadChecker
+from cangtwin.platform.perception.camera_features import CameraFeatures, FrameError
 from cangtwin.platform.edge.outbox import OutboxFull
 from cangtwin.platform.processing import ServiceQueue
 from cangtwin.platform.records import (
@@ -41,7 +42,7 @@ from cangtwin.platform.config_file import InputError
 from cangtwin.platform.rules.ruleset import RuleSet, parse_ruleset
 from cangtwin.platform.site_geometry import SiteGeometry
 from cangtwin.platform.thing_model import ThingModel
-from cangtwin.platform.wire import WireError
+from cangtwin.platform.wire import Reject, WireError
 
 Tap = Callable[[str, object], None]
 
@@ -115,6 +116,7 @@ class EdgeService:
         )
         self.fusion = GateFusion(site, id_prefix=self.name)
         self.loads = LoadChecker(site, id_prefix=self.name)
+        self.cameras = CameraFeatures()  # per-camera baselines for the analysis streams
         self.book = BookView()
         self.context = EdgeContext(site, self.book, devices, extra={"geometry": geometry} if geometry else {})
         self._rules_read_messages = self.engine.consumes(DeviceMessage)
@@ -165,11 +167,7 @@ class EdgeService:
         try:
             envelope, payload = self.auth.admit(frame, received_at)
         except WireError as err:
-            self.rejected[err.reason] += 1
-            rejection = Rejection(err.reason.value, err.detail, err.device, received_at)
-            self.tap("edge.reject", rejection)
-            self._emit(rejection, PRIORITY_EVENT)
-            self._run_rules(rejection)
+            self._refuse(err, received_at)
             return
         self.accepted += 1
         device = self.devices[envelope.device]
@@ -181,6 +179,14 @@ class EdgeService:
         elif envelope.kind == "passage":
             passage = Passage(device.attrs["gate"], payload.direction, envelope.clock, received_at)
             self.clock.call_later(self.fusion.grace_s, lambda: self._close_passage(passage))
+        if envelope.kind == "analysis_frame":
+            try:
+                observation = self.cameras.observe(envelope.device, envelope.clock, received_at, payload)
+            except FrameError as err:  # signed by the camera, but not an image: a device fault or tamper
+                self._refuse(WireError(Reject.BAD_PAYLOAD, str(err), envelope.device), received_at)
+                return
+            if observation is not None:
+                self._run_rules(observation)
         if envelope.kind == "full_frame" and envelope.device in self._captures:
             self._clip(envelope.device, payload.data, envelope.clock, received_at)
         if envelope.kind not in BULKY_KINDS:
@@ -193,6 +199,13 @@ class EdgeService:
                 envelope.device, device.type, envelope.kind, envelope.seq, envelope.clock, received_at, payload
             )
             self._run_rules(message)
+
+    def _refuse(self, err: WireError, received_at: float) -> None:
+        self.rejected[err.reason] += 1
+        rejection = Rejection(err.reason.value, err.detail, err.device, received_at)
+        self.tap("edge.reject", rejection)
+        self._emit(rejection, PRIORITY_EVENT)
+        self._run_rules(rejection)
 
     def _close_passage(self, passage: Passage) -> None:
         event = self.fusion.close(passage, self.book)

@@ -15,6 +15,7 @@ import pydantic
 
 from cangtwin.platform.config_file import StrictModel, parse_yaml, read_text
 from cangtwin.platform.rules import (
+    camera_tamper,
     device_offline,
     duplicate_pledge,
     edge_offline,
@@ -47,6 +48,7 @@ KINDS = {
     "evidence-tamper": (evidence_tamper.Entry, evidence_tamper.EvidenceTamper),
     "ledger-audit": (ledger_audit.Entry, ledger_audit.LedgerAudit),
     "substitution-or-hollow": (substitution_or_hollow.Entry, substitution_or_hollow.SubstitutionOrHollow),
+    "camera-tamper": (camera_tamper.Entry, camera_tamper.CameraTamper),
 }
 
 AnyEntry = Annotated[

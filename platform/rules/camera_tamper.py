@@ -1,0 +1,115 @@
+"""camera-tamper: a camera covered, frozen or replayed, or moved, from its analysis-frame features.
+
+Reads `CameraObservation` records (platform/perception/camera_features.py), one per analysis
+frame, in each camera's clock order. A condition alerts once it has held for `*_frames`
+consecutive frames; the alert's event time is the first of those frames (when the tamper
+showed), and the condition must be absent for `clear_frames` frames before it can alert again.
+
+- covered: texture below `covered_texture_ratio` × the camera's own baseline. Texture is
+  brightness-normalised and noise-free, so lights off at night (darker, noisier, same scene) is
+  not a cover.
+- frozen: `frozen_score` at or above `frozen_score` (exact repeats of recent frames: a frozen
+  or looping output; honest frames carry fresh sensor noise and never repeat).
+- moved: the view has shifted at least `moved_shift_px` against the camera's reference frame,
+  while neither covered nor frozen (a flat or replayed image says nothing about the mount).
+
+Motion in the view (a forklift crossing) changes none of these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pydantic
+
+from cangtwin.platform.config_file import StrictModel
+from cangtwin.platform.perception.camera_features import CameraObservation
+from cangtwin.platform.rules.base import Finding, Rule, RuleEntry
+from cangtwin.platform.rules.context import EdgeContext
+
+Condition = Literal["covered", "frozen", "moved"]
+CONDITIONS: tuple[Condition, ...] = ("covered", "frozen", "moved")
+
+
+class Params(StrictModel):
+    covered_texture_ratio: float = pydantic.Field(default=0.25, gt=0, lt=1)
+    covered_frames: int = pydantic.Field(default=3, ge=1, le=1000)
+    frozen_score: float = pydantic.Field(default=0.9, gt=0, le=1)
+    frozen_frames: int = pydantic.Field(default=3, ge=1, le=1000)
+    moved_shift_px: float = pydantic.Field(default=2.0, gt=0, le=100)
+    moved_frames: int = pydantic.Field(default=3, ge=1, le=1000)
+    clear_frames: int = pydantic.Field(default=3, ge=1, le=1000)
+
+
+class Entry(RuleEntry):
+    kind: Literal["camera-tamper"]
+    params: Params = Params()
+
+
+@dataclass
+class _Streak:
+    since: float | None = None  # clock of the first frame of the current run
+    frames: int = 0
+    clear: int = 0
+    alerted: bool = False
+
+
+class CameraTamper(Rule):
+    kind = "camera-tamper"
+    consumes = (CameraObservation,)
+
+    def __init__(self, entry: Entry) -> None:
+        super().__init__(entry)
+        self._last_at: dict[str, float] = {}
+        self._streaks: dict[tuple[str, Condition], _Streak] = {}
+
+    def _conditions(self, obs: CameraObservation) -> dict[Condition, bool]:
+        p = self.params
+        covered = obs.texture_ratio is not None and obs.texture_ratio < p.covered_texture_ratio
+        frozen = obs.frozen_score >= p.frozen_score
+        moved = not covered and not frozen and obs.shift_px is not None and obs.shift_px >= p.moved_shift_px
+        return {"covered": covered, "frozen": frozen, "moved": moved}
+
+    def evaluate(self, event: CameraObservation, ctx: EdgeContext) -> list[Finding]:
+        device = event.device
+        if event.at <= self._last_at.get(device, float("-inf")):
+            return []  # an older frame arriving late says nothing about now
+        self._last_at[device] = event.at
+        needed = {"covered": self.params.covered_frames, "frozen": self.params.frozen_frames,
+                  "moved": self.params.moved_frames}
+        findings = []
+        for condition, holds in self._conditions(event).items():
+            streak = self._streaks.setdefault((device, condition), _Streak())
+            if not holds:
+                streak.since, streak.frames = None, 0
+                streak.clear += 1
+                if streak.clear >= self.params.clear_frames:
+                    streak.alerted = False
+                continue
+            streak.clear = 0
+            if streak.since is None:
+                streak.since = event.at
+            streak.frames += 1
+            if streak.alerted or streak.frames < needed[condition]:
+                continue
+            streak.alerted = True
+            findings.append(
+                Finding(
+                    targets=(f"device:{device}",),
+                    event_time=streak.since,
+                    observed_at=event.received_at,
+                    summary=f"camera {device} {condition} for {streak.frames} frames",
+                    dedupe_key=f"{device}:{condition}@{streak.since:.3f}",
+                    detail={
+                        "condition": condition,
+                        "since": streak.since,
+                        "frames": streak.frames,
+                        "brightness": event.brightness,
+                        "texture_ratio": event.texture_ratio,
+                        "frozen_score": event.frozen_score,
+                        "shift_px": event.shift_px,
+                    },
+                )
+            )
+        return findings

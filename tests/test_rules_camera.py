@@ -1,0 +1,190 @@
+"""camera-tamper: on synthetic feature streams, and end to end on the small site's rendered cameras."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cangtwin.platform.perception.camera_features import CameraObservation
+from cangtwin.platform.rules import camera_tamper, ruleset
+from cangtwin.platform.rules.base import BookView
+from cangtwin.platform.rules.context import EdgeContext
+from cangtwin.platform.rules.engine import RuleEngine
+from cangtwin.platform.rules.ruleset import RuleSet
+from test_camera import MONDAY_10H, MONDAY_17H59, MONDAY_22H, CameraRig
+
+SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
+ENTRY = camera_tamper.Entry(
+    id="camera-tamper", kind="camera-tamper", category="integrity", severity="major", section="4.4 质物监管"
+)
+CTX = EdgeContext("small", BookView(), {})
+
+
+def obs(at: float, device: str = "cam-1", ratio: float | None = 1.0, frozen: float = 0.15,
+        shift: float | None = 0.0, motion: float | None = 0.0) -> CameraObservation:
+    return CameraObservation(device, at, at + 0.01, 150.0, 0.15, ratio, frozen, 0.99, shift, motion)
+
+
+def run(observations: list[CameraObservation], entry=ENTRY) -> list:
+    rule = camera_tamper.CameraTamper(entry)
+    return [f for o in observations for f in rule.evaluate(o, CTX)]
+
+
+# --- the rule on feature streams ----------------------------------------------------------------
+
+def test_a_cover_held_for_the_debounce_alerts_once_from_its_first_frame():
+    stream = [obs(0), obs(2), obs(4, ratio=0.05), obs(6, ratio=0.02), obs(8, ratio=0.04), obs(10, ratio=0.03)]
+    [finding] = run(stream)
+    assert finding.targets == ("device:cam-1",)
+    assert (finding.event_time, finding.observed_at) == (4.0, 8.01)
+    assert finding.detail["condition"] == "covered"
+
+
+def test_a_short_dip_in_texture_is_not_a_cover():
+    assert run([obs(0), obs(2, ratio=0.1), obs(4, ratio=0.1), obs(6), obs(8, ratio=0.1)]) == []
+
+
+def test_a_cover_alerts_again_only_after_it_was_gone_for_clear_frames():
+    covered = [obs(t, ratio=0.0) for t in (0, 2, 4, 6)]
+    blip = [obs(8), obs(10, ratio=0.0), obs(12, ratio=0.0), obs(14, ratio=0.0)]  # one honest frame: same episode
+    cleared = [obs(t) for t in (16, 18, 20)] + [obs(t, ratio=0.0) for t in (22, 24, 26)]
+    assert [f.event_time for f in run(covered + blip + cleared)] == [0.0, 22.0]
+
+
+def test_frozen_and_moved_streams_alert_with_their_condition():
+    frozen = run([obs(t, frozen=1.0) for t in (0, 2, 4)])
+    moved = run([obs(t, shift=6.5) for t in (0, 2, 4)])
+    assert [f.detail["condition"] for f in frozen + moved] == ["frozen", "moved"]
+
+
+def test_a_covered_or_replayed_picture_says_nothing_about_the_mount():
+    garbage_shift = [obs(t, ratio=0.01, shift=13.0) for t in (0, 2, 4, 6)]
+    replayed_shift = [obs(t, frozen=1.0, shift=9.0) for t in (10, 12, 14, 16)]
+    assert [f.detail["condition"] for f in run(garbage_shift + replayed_shift)] == ["covered", "frozen"]
+
+
+def test_motion_and_learning_frames_are_not_tamper():
+    learning = [obs(t, ratio=None, shift=None, motion=None) for t in (0, 2, 4, 6)]
+    crossing = [obs(t, motion=0.3) for t in (8, 10, 12, 14, 16)]
+    assert run(learning + crossing) == []
+
+
+def test_an_older_frame_arriving_late_is_ignored():
+    stream = [obs(0, ratio=0.0), obs(2, ratio=0.0), obs(1, ratio=0.0), obs(4)]
+    assert run(stream) == []
+
+
+def test_thresholds_are_bank_parameters():
+    strict = ENTRY.model_copy(update={"params": camera_tamper.Params(covered_frames=1, covered_texture_ratio=0.5)})
+    assert len(run([obs(0, ratio=0.4)], strict)) == 1
+    with pytest.raises(ValueError):
+        camera_tamper.Params(covered_texture_ratio=1.5)
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(["ok", "covered", "frozen", "moved"]), min_size=3, max_size=30), st.randoms())
+def test_verdicts_do_not_depend_on_how_cameras_interleave(states, shuffler):
+    """Each camera's frames arrive in order; how the cameras' streams interleave changes nothing."""
+    make = {"ok": {}, "covered": {"ratio": 0.0}, "frozen": {"frozen": 1.0}, "moved": {"shift": 5.0}}
+    streams = {cam: [obs(2.0 * i + k * 0.3, cam, **make[s]) for i, s in enumerate(states[k:] + states[:k])]
+               for k, cam in enumerate(("cam-a", "cam-b", "cam-c"))}
+    in_order = sorted((o for s in streams.values() for o in s), key=lambda o: o.at)
+    queues = {cam: list(s) for cam, s in streams.items()}
+    interleaved = []
+    while any(queues.values()):
+        cam = shuffler.choice([c for c, q in queues.items() if q])
+        interleaved.append(queues[cam].pop(0))
+    key = lambda findings: sorted((f.dedupe_key, f.event_time, f.targets) for f in findings)  # noqa: E731
+    assert key(run(in_order)) == key(run(interleaved))
+
+
+# --- end to end: rendered cameras, edge features, the rule engine ----------------------------------
+
+class Supervised:
+    """A CameraRig whose observations go through a real edge RuleEngine running camera-tamper."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, **rig_args) -> None:
+        monkeypatch.setitem(ruleset.KINDS, "camera-tamper", (camera_tamper.Entry, camera_tamper.CameraTamper))
+        self.engine = RuleEngine(RuleSet("test", 1, "0" * 64, "<test>", (ENTRY,)), "small", where="edge")
+        self.rig = CameraRig(**rig_args)
+        self.alerts: list = []
+        self.rig.listeners.append(
+            lambda o: o is not None and self.alerts.extend(self.engine.evaluate(o, CTX, raised_at=o.received_at))
+        )
+
+    def conditions(self) -> list[tuple[str, str]]:
+        return [(a.targets[0], a.detail["condition"]) for a in self.alerts]
+
+
+@pytest.fixture
+def supervised(monkeypatch):
+    built = Supervised(monkeypatch)
+    yield built
+    built.rig.close()
+
+
+def test_a_covered_lens_alerts_within_ten_seconds_from_the_cover(supervised):
+    rig = supervised.rig
+    rig.run(30)
+    t_cover = rig.env.now
+    rig.cameras["cam-store-e"].cover()
+    rig.run(30)
+    [alert] = supervised.alerts
+    assert supervised.conditions() == [("device:cam-store-e", "covered")]
+    assert t_cover < alert.event_time <= t_cover + 2.1  # the first covered frame
+    assert alert.raised_at - t_cover <= 10.0
+
+
+def test_a_replayed_stream_alerts_frozen(supervised):
+    rig = supervised.rig
+    rig.run(40)
+    rig.cameras["cam-scale"].replay(rig.env.now - 20)
+    rig.run(20)
+    assert supervised.conditions() == [("device:cam-scale", "frozen")]
+
+
+def test_a_turned_camera_alerts_moved(supervised):
+    rig = supervised.rig
+    rig.run(30)
+    rig.cameras["cam-store-w"].move((48.0, 36.0, 0.0))  # ~8° to the left
+    rig.run(20)
+    assert supervised.conditions() == [("device:cam-store-w", "moved")]
+
+
+def test_a_forklift_crossing_and_hours_of_honest_noise_raise_nothing(supervised):
+    rig = supervised.rig
+    rig.run(600)
+    rig.cross_view([(34.0 + 3 * i, 28.0) for i in range(8)])
+    rig.run(60)
+    crossing = [o for o in rig.observations if o.device == "cam-store-w" and o.motion is not None]
+    assert max(o.motion for o in crossing) > 20 * sorted(o.motion for o in crossing)[len(crossing) // 2]
+    assert supervised.alerts == []
+
+
+def test_lights_going_off_at_six_is_not_a_cover_but_a_cover_at_night_is(monkeypatch):
+    evening = Supervised(monkeypatch, start=MONDAY_17H59 - 60)
+    night = Supervised(monkeypatch, start=MONDAY_22H)
+    try:
+        evening.rig.run(600)
+        brightness = [o.brightness for o in evening.rig.observations if o.device == "cam-store-w"]
+        assert brightness[-1] < 0.5 * brightness[0]
+        assert evening.alerts == []
+        night.rig.run(30)
+        night.rig.cameras["cam-gate"].cover()
+        night.rig.run(20)
+        assert night.conditions() == [("device:cam-gate", "covered")]
+    finally:
+        evening.rig.close()
+        night.rig.close()
+
+
+def test_lights_coming_on_over_a_baseline_learned_at_night_is_not_tamper(monkeypatch):
+    morning = Supervised(monkeypatch, start=MONDAY_10H - 2 * 3600 - 120)  # 07:58, lights on at 08:00
+    try:
+        morning.rig.run(300)
+        brightness = [o.brightness for o in morning.rig.observations if o.device == "cam-gate"]
+        assert brightness[-1] > 2 * brightness[0]
+        assert morning.alerts == []
+    finally:
+        morning.rig.close()
