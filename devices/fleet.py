@@ -10,6 +10,7 @@ from cangtwin.devices.camera import CameraDevice, CameraNoiseBatch
 from cangtwin.devices.climate import ClimateSensor
 from cangtwin.devices.device import Device, Tap
 from cangtwin.devices.gate_devices import LoopDetector, RfidReader
+from cangtwin.devices.lidar import LidarDevice
 from cangtwin.devices.positioning import PositioningTag
 from cangtwin.devices.weighbridge import WeighbridgeDevice
 from cangtwin.twin.rng import RandomStreams
@@ -19,9 +20,14 @@ SendFactory = Callable[[str], Callable[[bytes], None]]
 
 
 def build_fleet(
-    env: simpy.Environment, warehouse: Warehouse, streams: RandomStreams, send_for: SendFactory, tap: Tap
+    env: simpy.Environment, warehouse: Warehouse, streams: RandomStreams, send_for: SendFactory, tap: Tap,
+    lidar_scans: bool = True,
 ) -> dict[str, Device]:
-    """One device per site entry; `send_for(device_id)` gives the link that device sends on."""
+    """One device per site entry; `send_for(device_id)` gives the link that device sends on.
+
+    With `lidar_scans` off, LiDARs only send heartbeats: a scan and its edge perception cost
+    ~0.3 s of wall time each, so scenarios that are not about stock levels may switch them off.
+    """
     spec = warehouse.spec
     rates = spec.rates
     keys = streams.get("devices.keys")
@@ -48,6 +54,8 @@ def build_fleet(
             device = PositioningTag(**common, warehouse=warehouse, forklift_id=entry.forklift, rate_hz=rates.positioning_hz)
         elif entry.type == "climate-sensor":
             device = ClimateSensor(**common, warehouse=warehouse, period_s=rates.climate_s)
+        elif entry.type == "lidar" and lidar_scans:
+            device = LidarDevice(**common, warehouse=warehouse, period_s=rates.lidar_scan_s)
         elif entry.type == "camera":
             device = CameraDevice(**common, warehouse=warehouse, position=tuple(entry.position),
                                   look_at=tuple(entry.look_at), analysis_s=rates.camera_analysis_s, noise=camera_noise)

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cangtwin.devices.fleet import build_fleet
 from cangtwin.devices.thing_descriptions import thing_descriptions
+from cangtwin.fraud.blind_spot import inject_blind_spot_outbound
 from cangtwin.fraud.camera import inject_camera_tamper
 from cangtwin.fraud.duplicate_pledge import inject_duplicate_pledge
 from cangtwin.fraud.edge_crash import inject_edge_crash
@@ -109,7 +110,8 @@ class Run:
         self.downlink = Link(self.env, "cloud→edge", self.streams.get("link.downlink"), WAN)
 
         self.fleet = build_fleet(
-            self.env, self.warehouse, self.streams, lambda _id: self._to_edge, self.log.record
+            self.env, self.warehouse, self.streams, lambda _id: self._to_edge, self.log.record,
+            lidar_scans=spec.twin.lidar_scans,
         )
         tds = thing_descriptions()
         provisioned = {
@@ -245,7 +247,10 @@ class Run:
     def _schedule_injections(self) -> None:
         start = self.env.now
         for inj in self.scenario.spec.injections:
-            if isinstance(inj, UnauthorizedOutbound):
+            if isinstance(inj, UnauthorizedOutbound) and inj.via == "blind-spot":
+                inject_blind_spot_outbound(self.env, self.warehouse, inj.id, start + inj.at, list(inj.lots),
+                                           tuple(inj.exit), self._record_label)
+            elif isinstance(inj, UnauthorizedOutbound):
                 loans = sorted({self.cloud.book.pledges[lot] for lot in inj.lots if lot in self.cloud.book.pledges})
                 inject_unauthorized_outbound(
                     self.env, self.warehouse, inj.id, start + inj.at, list(inj.lots), loans, self._record_label
@@ -381,6 +386,9 @@ def _device_attrs(site, device_id: str) -> dict[str, str]:
     if entry.weighbridge:
         scale = next(w for w in spec.weighbridges if w.id == entry.weighbridge)
         attrs["division_kg"] = repr(scale.division_kg)
+    if entry.type == "lidar":  # the mount, so the edge can place the points in the site
+        attrs["position"] = ",".join(map(repr, entry.position))
+        attrs["bays"] = ",".join(entry.bays)
     if entry.type == "climate-sensor":
         zone = next((name for name, rect in spec.zones.items() if rect.contains(*entry.position[:2])), None)
         stored = sorted({bay.commodity for bay in spec.bays if zone is None or bay.zone == zone})

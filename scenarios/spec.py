@@ -16,7 +16,15 @@ from zoneinfo import ZoneInfo
 
 import pydantic
 
-from cangtwin.platform.config_file import InputError, Locator, StrictModel, Triple, parse_yaml_located, read_text
+from cangtwin.platform.config_file import (
+    InputError,
+    Locator,
+    Pair,
+    StrictModel,
+    Triple,
+    parse_yaml_located,
+    read_text,
+)
 from cangtwin.platform.rules.ruleset import RuleSet, load_ruleset
 from cangtwin.twin.site import Site, load_site
 
@@ -78,10 +86,20 @@ Operation = Annotated[Union[Release, Outbound, Inbound, RulesUpdate], pydantic.F
 
 
 class UnauthorizedOutbound(StrictModel):
+    """Pledged lots leave with no release order: by a gate, or through a blind spot at `exit`."""
+
     kind: Literal["unauthorized-outbound"]
     id: str
     at: Seconds
     lots: list[str] = pydantic.Field(min_length=1)
+    via: Literal["gate", "blind-spot"] = "gate"
+    exit: Pair | None = None  # where the blind spot is, for via: blind-spot
+
+    @pydantic.model_validator(mode="after")
+    def _blind_spot_needs_an_exit(self) -> "UnauthorizedOutbound":
+        if self.via == "blind-spot" and self.exit is None:
+            raise ValueError("via 'blind-spot' needs exit: [x, y] of the gap in the fence")
+        return self
 
 
 class ForgedDevice(StrictModel):
@@ -229,6 +247,12 @@ class EdgeKnobs(StrictModel):
         return self
 
 
+class TwinOptions(StrictModel):
+    """What the twin simulates. LiDAR scans are on by default (the pinned rate of the site)."""
+
+    lidar_scans: bool = True
+
+
 class ScenarioFile(StrictModel):
     scenario: str = pydantic.Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     description: str = ""
@@ -238,6 +262,7 @@ class ScenarioFile(StrictModel):
     duration: Seconds
     rules: str = "default"
     edge: EdgeKnobs = EdgeKnobs()
+    twin: TwinOptions = TwinOptions()
     loans: list[Loan] = []
     operations: list[Operation] = []
     injections: list[Injection] = []

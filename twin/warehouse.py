@@ -316,6 +316,29 @@ class Warehouse:
         yield from self._pass_gate(truck, "out")
         self.world.remove(truck.body)
 
+    def carry_out_unseen(self, lot_ids: list[str], exit_xy: tuple[float, float],
+                         on_gone: Callable[[str, float], None]) -> simpy.Process:
+        """Forklifts take lots out through a gap in the fence, past no gate and no RFID portal."""
+
+        def one(lot_id: str) -> Iterator[simpy.Event]:
+            forklift: Forklift = yield self.forklifts.get()
+            lot = self.lots[lot_id]
+            yield from self._drive_forklift(forklift, self.world.position(lot.body)[:2])
+            yield self.env.timeout(forklift.spec.handling_s)
+            self.bay_slots[lot.bay][self.bay_slots[lot.bay].index(lot_id)] = None
+            self.model.stored -= 1
+            self.world.remove(lot.body)  # off the floor: the bay no longer holds it
+            lot.location = "gone"
+            self.log("twin.lot-removed-unseen", {"lot": lot_id, "forklift": forklift.name})
+            on_gone(lot_id, self.env.now)
+            yield from self._drive_forklift(forklift, exit_xy)
+            yield self.forklifts.put(forklift)
+
+        return self.env.process(self._all(one(lot) for lot in lot_ids))
+
+    def _all(self, processes) -> Iterator[simpy.Event]:
+        yield self.env.all_of([self.env.process(p) for p in processes])
+
     def swap_mass(self, lot_id: str, mass_kg: float) -> None:
         """The goods of a lot are replaced by others of the same shape and a different mass."""
         lot = self.lots[lot_id]

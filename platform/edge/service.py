@@ -19,6 +19,7 @@ from cangtwin.platform.edge.auth import DeviceAuthenticator, DeviceRecord
 from cangtwin.platform.edge.fusion import GateFusion, Passage
 from cangtwin.platform.edge.load_check import LoadChecker
 from cangtwin.platform.perception.camera_features import CameraFeatures, FrameError
+from cangtwin.platform.perception.lidar_volume import BayScan, perceive_scan
 from cangtwin.platform.edge.outbox import OutboxFull
 from cangtwin.platform.processing import ServiceQueue
 from cangtwin.platform.records import (
@@ -187,6 +188,10 @@ class EdgeService:
                 return
             if observation is not None:
                 self._run_rules(observation)
+        if envelope.kind == "scan" and self.engine.consumes(BayScan) and "geometry" in self.context.extra:
+            for bay_scan in perceive_scan(envelope.device, envelope.clock, received_at, payload, device.attrs,
+                                          self.context.extra["geometry"]):
+                self._run_rules(bay_scan)
         if envelope.kind == "full_frame" and envelope.device in self._captures:
             self._clip(envelope.device, payload.data, envelope.clock, received_at)
         if envelope.kind not in BULKY_KINDS:

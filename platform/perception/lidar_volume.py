@@ -35,6 +35,9 @@ from scipy import ndimage
 from cangtwin.platform.site_geometry import Bay, SiteGeometry
 
 
+MIN_RANGE_SIGMA_M = 0.005  # no time-of-flight sensor ranges better; keeps noise-free input sane
+
+
 class BayScan(msgspec.Struct, frozen=True, tag="bay-scan"):
     """What one scan says about one bay. `at` is the scan's device time."""
 
@@ -55,7 +58,7 @@ class PerceptionParams(msgspec.Struct, frozen=True):
     floor_band_m: float = 0.15  # returns lower than this are floor (5σ of a 3 cm range noise)
     level_bin_m: float = 0.02
     level_window_m: float = 0.05  # half-width of a top level's band of returns
-    level_tol_m: float = 0.1  # a return this far below a level still counts as on it
+    column_u: float = 4.0  # a return this many noise σ above a level struck something taller
     min_level_points: int = 25
     level_contrast: float = 2.0  # a level's band holds this many times the returns of its surroundings
     max_gap_m: float = 0.5  # raster cells farther than this from any sample are unobserved
@@ -133,6 +136,8 @@ class _Cloud:
         self.xy = points[ok, :2] + (mx, my)
         self.rel = points[ok, :2]
         self.height, self.depth = self.height[ok], depth[ok]
+        # Range noise moves a return along its ray; its height moves by this share of it.
+        self.steepness = self.depth / np.linalg.norm(points[ok], axis=1)
 
     def crossing(self, idx: np.ndarray, level: float) -> np.ndarray:
         """Where the rays of `idx` cross the plane `level` metres above the floor (site xy)."""
@@ -145,33 +150,45 @@ class _Cloud:
         raster = _Raster(r, p.grid_m)
         floor_seen = raster.counts(self.xy[inside])
         occluded = float(np.mean(raster.gap(floor_seen > 0) > p.max_gap_m / p.grid_m))
-        levels = _levels(self.height[inside], p)
+        levels = _levels(self.height[inside], self.steepness[inside], p)
         volume, count, below = 0.0, 0, 0.0
-        for level, _ in levels:
-            occupied = self._occupancy(raster, level)
+        for level, _, sigma in levels:
+            occupied = self._occupancy(raster, level, sigma)
             volume += float(occupied.sum()) * p.grid_m**2 * (level - below)
             if below == 0.0:
                 count = _footprints(occupied, p.grid_m, p.min_footprint_m2)
             below = level
-        top, top_points = levels[-1] if levels else (0.0, 0)
+        top, top_points, _ = levels[-1] if levels else (0.0, 0, 0.0)
         return BayScan(
             device=self.mount.device, bay=bay.id, at=at, received_at=received_at, volume_m3=round(volume, 4),
             count_estimate=count, points=int(inside.sum()), occluded_fraction=round(occluded, 4),
             top_m=round(top, 4), top_points=top_points,
         )
 
-    def _occupancy(self, raster: "_Raster", level: float) -> np.ndarray:
-        """Fraction occupied of each raster cell at height `level`, by ray carving."""
+    def _occupancy(self, raster: "_Raster", level: float, sigma_range: float) -> np.ndarray:
+        """Fraction occupied of each raster cell at height `level`, by ray carving.
+
+        Every ray gives one sample where it crosses the level's plane, so occupied and free
+        samples have the same density and the nearest-sample labelling is unbiased. A return at
+        or above the level occupies its column; one clearly below it crossed in free space. A
+        return a little below the level is ambiguous (the top with range noise, or a wall just
+        under the top): it counts by its posterior odds of being on the top, from a normal top
+        and a flat density of wall returns, both fitted to this level's residuals. The weight
+        wrongly given to walls then matches, in expectation, the weight taken from noisy tops.
+        """
         p, r = self.params, raster.rect
         reach = level * raster.far(self.mount.position) / self.sensor_height + p.max_gap_m
         near = np.flatnonzero(
             (self.xy[:, 0] >= r.x0 - reach) & (self.xy[:, 0] < r.x1 + reach)
             & (self.xy[:, 1] >= r.y0 - reach) & (self.xy[:, 1] < r.y1 + reach)
         )
-        on = self.height[near] >= level - p.level_tol_m
-        occupied = raster.counts(self.xy[near[on]])
-        free = raster.counts(self.crossing(near[~on], level))
-        seen = occupied + free
+        height = self.height[near]
+        u = (height - level) / (sigma_range * self.steepness[near])  # residual in noise units
+        weight = _top_odds(u)
+        above = u > p.column_u  # struck something taller: its column is occupied where it struck
+        xy = np.where(above[:, None], self.xy[near], self.crossing(near, level))
+        seen = raster.counts(xy)
+        occupied = raster.counts(xy, weight)
         fraction = np.divide(occupied, seen, out=np.zeros(seen.shape), where=seen > 0)
         distance, (ii, jj) = ndimage.distance_transform_edt(seen == 0, return_indices=True)
         fraction = fraction[ii, jj]  # each unseen cell takes its nearest sample's label
@@ -179,16 +196,31 @@ class _Cloud:
         return fraction
 
 
+def _top_odds(u: np.ndarray) -> np.ndarray:
+    """Posterior that a return with residual `u` (noise units, relative to a level) is on the top.
+
+    Tops give u ~ N(0, 1); walls below the top give a flat density in u, estimated from the
+    band u ∈ [-6, -3] where tops contribute almost nothing; tops are what else lies in [-2, 4).
+    """
+    wall_density = np.count_nonzero((u >= -6) & (u < -3)) / 3.0
+    n_top = max(0.0, np.count_nonzero((u >= -2) & (u < 4)) - 2.0 * wall_density) / 0.977  # N(0,1) mass there
+    top_density = n_top * np.exp(-0.5 * u**2) / math.sqrt(2 * math.pi)
+    total = top_density + wall_density
+    odds = np.divide(top_density, total, out=np.zeros_like(total), where=total > 0)
+    return np.where(u >= 0, 1.0, np.where(u < -4, 0.0, odds))
+
+
 class _Raster:
     def __init__(self, rect, cell: float) -> None:
         self.rect, self.cell = rect, cell
         self.shape = (max(1, round((rect.x1 - rect.x0) / cell)), max(1, round((rect.y1 - rect.y0) / cell)))
 
-    def counts(self, xy: np.ndarray) -> np.ndarray:
+    def counts(self, xy: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         i = np.floor((xy[:, 0] - self.rect.x0) / self.cell).astype(np.int64)
         j = np.floor((xy[:, 1] - self.rect.y0) / self.cell).astype(np.int64)
         ok = (i >= 0) & (i < self.shape[0]) & (j >= 0) & (j < self.shape[1])
-        flat = np.bincount(i[ok] * self.shape[1] + j[ok], minlength=self.shape[0] * self.shape[1])
+        w = None if weights is None else weights[ok]
+        flat = np.bincount(i[ok] * self.shape[1] + j[ok], weights=w, minlength=self.shape[0] * self.shape[1])
         return flat.reshape(self.shape).astype(np.float64)
 
     def gap(self, seen: np.ndarray) -> np.ndarray:
@@ -220,10 +252,13 @@ def _floor(points: np.ndarray, mount_height: float, band: float) -> tuple[np.nda
     return normal, offset
 
 
-def _levels(heights: np.ndarray, p: PerceptionParams) -> list[tuple[float, int]]:
-    """Top surfaces in a bay: height bands holding many more returns than their surroundings
-    (a side wall spreads its returns over its whole height; a top concentrates them)."""
-    heights = heights[heights > p.floor_band_m]
+def _levels(heights: np.ndarray, steepness: np.ndarray, p: PerceptionParams) -> list[tuple[float, int, float]]:
+    """Top surfaces in a bay as (height, returns on it, range noise σ seen on it): height bands
+    holding many more returns than their surroundings (a side wall spreads its returns over its
+    whole height; a top concentrates them). The noise comes from the returns above the level,
+    which only the top gives."""
+    goods = heights > p.floor_band_m
+    heights, steepness = heights[goods], steepness[goods]
     if len(heights) < p.min_level_points:
         return []
     w = max(1, round(p.level_window_m / p.level_bin_m))
@@ -233,12 +268,15 @@ def _levels(heights: np.ndarray, p: PerceptionParams) -> list[tuple[float, int]]
     around = ndimage.median_filter(band, size=10 * w + 1, mode="constant")
     peak = ndimage.maximum_filter(band, size=6 * w + 1, mode="constant")
     centres = (edges[:-1] + edges[1:]) / 2
-    found = []
+    found: list[tuple[float, int, float]] = []
     for k in np.flatnonzero((band == peak) & (band >= p.min_level_points) & (band >= p.level_contrast * around)):
         if found and centres[k] - found[-1][0] < 3 * p.level_window_m:  # a flat-topped peak
             continue
-        on = heights[np.abs(heights - centres[k]) <= p.level_window_m]
-        found.append((float(np.median(on)), len(on)))
+        on = np.abs(heights - centres[k]) <= p.level_window_m
+        level = float(np.median(heights[on]))
+        up = on & (heights > level)
+        sigma = float(np.median((heights[up] - level) / steepness[up])) / 0.6745 if up.any() else 0.0
+        found.append((level, int(on.sum()), max(sigma, MIN_RANGE_SIGMA_M)))
     return found
 
 

@@ -22,7 +22,9 @@ from cangtwin.platform.rules import (
     environment,
     evidence_tamper,
     geofence,
+    inventory_mismatch,
     ledger_audit,
+    lidar_tamper,
     ltv_band,
     message_integrity,
     outbound_unauthorized,
@@ -49,6 +51,8 @@ KINDS = {
     "ledger-audit": (ledger_audit.Entry, ledger_audit.LedgerAudit),
     "substitution-or-hollow": (substitution_or_hollow.Entry, substitution_or_hollow.SubstitutionOrHollow),
     "camera-tamper": (camera_tamper.Entry, camera_tamper.CameraTamper),
+    "inventory-mismatch": (inventory_mismatch.Entry, inventory_mismatch.InventoryMismatch),
+    "lidar-tamper": (lidar_tamper.Entry, lidar_tamper.LidarTamper),
 }
 
 AnyEntry = Annotated[

@@ -1,0 +1,101 @@
+"""inventory-mismatch: a bay's LiDAR volume differs from what the book says is stored there.
+
+The book (via `BookSync`) places each lot in a bay (`bay_by_lot`) with its envelope volume from
+the receipt (`volume_by_lot`); the LiDAR measures the envelope of whatever stands in the bay.
+A difference beyond both tolerances (relative to the book's volume, and absolute, so an almost
+empty bay is not judged on noise) for `confirm_scans` consecutive scans of the bay raises an
+alert on the bay and its pledged lots. A change of the book's volume for the bay (an authorized
+move, a release) restarts the count, since the scan that raced the move proves nothing; a scan
+too occluded to measure (`max_occluded_fraction`) neither counts nor clears, and is left to
+lidar-tamper. Scans are judged in device time; a scan older than the last one of its bay is
+ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pydantic
+
+from cangtwin.platform.config_file import StrictModel
+from cangtwin.platform.perception.lidar_volume import BayScan
+from cangtwin.platform.rules.base import Finding, Rule, RuleEntry
+from cangtwin.platform.rules.context import EdgeContext
+
+
+class Params(StrictModel):
+    rel_tolerance: float = pydantic.Field(default=0.08, gt=0, le=1)
+    abs_tolerance_m3: float = pydantic.Field(default=0.3, ge=0, le=1000)
+    confirm_scans: int = pydantic.Field(default=2, ge=1, le=100)
+    max_occluded_fraction: float = pydantic.Field(default=0.5, gt=0, le=1)
+    only_pledged_bays: bool = True
+
+
+class Entry(RuleEntry):
+    kind: Literal["inventory-mismatch"]
+    params: Params = Params()
+
+
+class _BayState:
+    __slots__ = ("last_at", "expected", "streak", "since", "alerted")
+
+    def __init__(self) -> None:
+        self.last_at = float("-inf")
+        self.expected: float | None = None
+        self.streak = 0
+        self.since = 0.0
+        self.alerted = False
+
+
+class InventoryMismatch(Rule):
+    kind = "inventory-mismatch"
+    consumes = (BayScan,)
+
+    def __init__(self, entry: Entry) -> None:
+        super().__init__(entry)
+        self._bays: dict[str, _BayState] = {}
+
+    def evaluate(self, event: BayScan, ctx: EdgeContext) -> list[Finding]:
+        p, book = self.params, ctx.book
+        state = self._bays.setdefault(event.bay, _BayState())
+        if event.at <= state.last_at or event.occluded_fraction > p.max_occluded_fraction:
+            return []
+        state.last_at = event.at
+        lots = sorted(lot for lot, bay in book.bay_by_lot.items() if bay == event.bay)
+        pledged = [lot for lot in lots if lot in book.pledged and lot not in book.released]
+        expected = sum(book.volume_by_lot.get(lot, 0.0) for lot in lots)
+        if state.expected is None or abs(expected - state.expected) > 1e-9:
+            state.expected, state.streak, state.alerted = expected, 0, False
+        difference = event.volume_m3 - expected
+        beyond = abs(difference) > p.abs_tolerance_m3 and abs(difference) > p.rel_tolerance * expected
+        if not beyond:
+            state.streak, state.alerted = 0, False
+            return []
+        state.streak += 1
+        if state.streak == 1:
+            state.since = event.at
+        if state.streak < p.confirm_scans or state.alerted or (p.only_pledged_bays and not pledged):
+            return []
+        state.alerted = True
+        side = "more" if difference > 0 else "less"
+        return [
+            Finding(
+                targets=(f"bay:{event.bay}",) + tuple(f"lot:{lot}" for lot in pledged),
+                event_time=event.at,
+                observed_at=event.received_at,
+                summary=(
+                    f"bay {event.bay}: LiDAR measures {event.volume_m3:.2f} m³, {abs(difference):.2f} m³ {side} "
+                    f"than the {expected:.2f} m³ on the book, for {state.streak} scans"
+                ),
+                dedupe_key=f"{event.bay}@{state.since:.3f}",
+                detail={
+                    "bay": event.bay,
+                    "device": event.device,
+                    "measured_m3": event.volume_m3,
+                    "expected_m3": round(expected, 4),
+                    "count_estimate": event.count_estimate,
+                    "lots_on_book": len(lots),
+                    "since": state.since,
+                },
+            )
+        ]
