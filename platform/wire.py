@@ -10,6 +10,7 @@ the signature has been checked and the kind is known from the device's Thing Des
 from __future__ import annotations
 
 import enum
+import hashlib
 import hmac
 from typing import Annotated, Any
 
@@ -82,6 +83,39 @@ def split(frame: bytes) -> tuple[Envelope, bytes, bytes]:
     return envelope, body, tag
 
 
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+
+
+class DeviceKey:
+    """A device key ready for HMAC-SHA256 (RFC 2104), its two padded-key states hashed once.
+
+    Hand-written for speed, not for lack of a library: `hmac.digest` pads and hashes the key
+    again for every message (~1.6 µs here); copying the two saved SHA-256 states costs ~0.6 µs,
+    which is most of the verify cost at 100k msg/s. The tags are the standard ones.
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > hashlib.sha256().block_size:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(hashlib.sha256().block_size, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
+
+    def tag(self, body: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(body)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+    def matches(self, body: bytes, tag: bytes) -> bool:
+        """Constant-time check of a frame's tag."""
+        return hmac.compare_digest(self.tag(body), tag)
+
+
 def tag_matches(key: bytes, body: bytes, tag: bytes) -> bool:
-    """Constant-time check of a frame's HMAC-SHA256 tag."""
-    return hmac.compare_digest(hmac.digest(key, body, "sha256"), tag)
+    """Constant-time check of a frame's HMAC-SHA256 tag (hot paths keep a `DeviceKey`)."""
+    return DeviceKey(key).matches(body, tag)

@@ -115,7 +115,7 @@ class Run:
         )
         tds = thing_descriptions()
         provisioned = {
-            d.id: DeviceRecord(d.id, d.type, d.key, _device_attrs(site, d.id)) for d in self.fleet.values()
+            d.id: DeviceRecord(d.id, d.type, d.key, device_attrs(site, d.id)) for d in self.fleet.values()
         }
         party_keys = self.streams.get("ledger.parties")
         parties = {name: Ed25519PrivateKey.from_private_bytes(party_keys.bytes(32)) for name in PARTIES}
@@ -149,7 +149,7 @@ class Run:
         edge = EdgeService(
             site_id, clock, provisioned, models, self.scenario.ruleset, outbox,
             send_uplink=lambda data: self.uplink.send(data, self.cloud.on_uplink),
-            tap=self._tap, geometry=_geometry(self.scenario.site), send_command=self._command_device,
+            tap=self._tap, geometry=site_geometry(self.scenario.site), send_command=self._command_device,
         )
         self._edges.append(edge)
         return edge
@@ -378,7 +378,7 @@ def _outbox_config(knobs) -> OutboxConfig:
                         ttl_s=knobs.outbox_ttl_s, when_full=knobs.outbox_when_full)
 
 
-def _device_attrs(site, device_id: str) -> dict[str, str]:
+def device_attrs(site, device_id: str) -> dict[str, str]:
     """What the warehouse's integrator provisions on the edge for each device."""
     spec = site.spec
     entry = next(d for d in spec.devices if d.id == device_id)
@@ -398,7 +398,7 @@ def _device_attrs(site, device_id: str) -> dict[str, str]:
     return attrs
 
 
-def _geometry(site) -> SiteGeometry:
+def site_geometry(site) -> SiteGeometry:
     """The site plan the integrator loads onto the edge: zones, bays, time zone, working hours."""
     s = site.spec
     return SiteGeometry.model_validate({

@@ -31,7 +31,8 @@ def test_the_theft_alert_has_a_package_that_verifies_against_pinned_keys(run_fol
     package = run_folder / "evidence" / result["evidence"][alert_id]
     body = json.loads(package.read_text())
     kinds = sorted(json.loads(_data(e))["type"] for e in body["entries"])
-    assert kinds == ["alert", "gate"]
+    # The alert, the gate event behind it, and one evidence clip per camera (取证指令).
+    assert kinds == ["alert"] + ["evidence-clip"] * 4 + ["gate"]
     proc = _verify(package, "--keys", run_folder / "parties.json")
     assert proc.returncode == 0, proc.stdout
     assert "verified" in proc.stdout

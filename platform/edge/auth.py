@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from cangtwin.platform.thing_model import ThingModel
-from cangtwin.platform.wire import Envelope, Reject, WireError, split, tag_matches
+from cangtwin.platform.wire import DeviceKey, Envelope, Reject, WireError, split
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,12 @@ class ReplayWindow:
         self.size = size
         self.highest = -1
         self.mask = 0  # bit i set: sequence (highest - i) was seen
+        self._full = (1 << size) - 1
 
     def check_and_mark(self, seq: int) -> bool:
         if seq > self.highest:
             shift = seq - self.highest
-            self.mask = ((self.mask << shift) | 1) & ((1 << self.size) - 1) if shift < self.size else 1
+            self.mask = ((self.mask << shift) | 1) & self._full if shift < self.size else 1
             self.highest = seq
             return True
         offset = self.highest - seq
@@ -58,13 +59,17 @@ class DeviceAuthenticator:
         self.models = models
         self.max_clock_skew_s = max_clock_skew_s
         self.windows = {device_id: ReplayWindow(replay_window) for device_id in devices}
+        self._keys: dict[bytes, DeviceKey] = {}  # by key bytes, so a re-provisioned key is never stale
 
     def admit(self, frame: bytes, now: float) -> tuple[Envelope, msgspec.Struct]:
         envelope, body, tag = split(frame)
         device = self.devices.get(envelope.device)
         if device is None:
             raise WireError(Reject.UNKNOWN_DEVICE, f"device {envelope.device!r} is not provisioned", envelope.device)
-        if not tag_matches(device.key, body, tag):
+        key = self._keys.get(device.key)
+        if key is None:
+            key = self._keys[device.key] = DeviceKey(device.key)
+        if not key.matches(body, tag):
             raise WireError(Reject.BAD_SIGNATURE, "HMAC-SHA256 tag does not match the device key", device.id)
         skew = envelope.clock - now
         if not abs(skew) <= self.max_clock_skew_s:  # also refuses a NaN clock
