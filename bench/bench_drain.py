@@ -33,7 +33,7 @@ from cangtwin.platform.edge.outbox import Outbox, OutboxConfig
 from cangtwin.platform.edge.service import EdgeService, EdgeTiming
 from cangtwin.platform.rules.ruleset import load_ruleset
 from cangtwin.platform.thing_model import ThingModel
-from cangtwin.scenarios.run import _geometry
+from cangtwin.scenarios.run import site_geometry
 from cangtwin.twin.site import load_site
 
 TARGET_MSG_S = 20_000
