@@ -214,6 +214,12 @@ class EdgeService:
 
     def _close_passage(self, passage: Passage) -> None:
         event = self.fusion.close(passage, self.book)
+        if event.direction == "out":
+            # The edge saw these goods leave; it need not wait for the cloud (offline, it cannot)
+            # to stop expecting them in their bays.
+            for lot in event.lots:
+                self.book.bay_by_lot.pop(lot, None)
+                self.book.volume_by_lot.pop(lot, None)
         self.tap("edge.gate", event)
         self._emit(event, PRIORITY_EVENT)
         self._run_rules(event)
