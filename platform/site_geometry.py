@@ -8,6 +8,7 @@ Validated with pydantic like every other user-edited file, so a bad layout names
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -19,6 +20,12 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # YAML and JSON have no tuples or sets: accept lists for these; their items stay strict.
 Days = Annotated[frozenset[Weekday], pydantic.Strict(False)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _in_hours(timezone: str, start_hour: int, end_hour: int, days: frozenset, quarter: int) -> bool:
+    local = dt.datetime.fromtimestamp(quarter * 900, ZoneInfo(timezone))
+    return _WEEKDAYS[local.weekday()] in days and start_hour <= local.hour < end_hour
 
 
 def known_timezone(value: str) -> str:
@@ -97,9 +104,10 @@ class SiteGeometry(StrictModel):
 
     def in_working_hours(self, t_epoch: float) -> bool:
         """Whether a Unix time falls in the site's working hours, in the site's local time."""
-        local = dt.datetime.fromtimestamp(t_epoch, ZoneInfo(self.timezone))  # ZoneInfo caches per key
         hours = self.working_hours
-        return _WEEKDAYS[local.weekday()] in hours.days and hours.start_hour <= local.hour < hours.end_hour
+        # Every UTC offset in use is a multiple of 15 minutes, so the answer is constant within
+        # each quarter hour: cache by quarter (this runs for every forklift position message).
+        return _in_hours(self.timezone, hours.start_hour, hours.end_hour, hours.days, int(t_epoch // 900))
 
     def bay_at(self, x: float, y: float, margin: float = 0.0) -> Bay | None:
         """The bay containing a floor point by at least `margin` metres, if any."""

@@ -11,7 +11,7 @@ from cangtwin.platform.clock import SimPyClock
 from cangtwin.platform.edge.auth import DeviceRecord
 from cangtwin.platform.edge.outbox import Outbox, OutboxConfig
 from cangtwin.platform.edge.service import EdgeService
-from cangtwin.platform.records import Alert, Observation, UplinkAck, batch_decoder, record_decoder, record_encoder
+from cangtwin.platform.records import Alert, Telemetry, UplinkAck, batch_decoder, record_decoder, record_encoder
 from cangtwin.platform.rules.ruleset import load_ruleset
 from cangtwin.platform.thing_model import ThingModel
 from cangtwin.platform.wire import seal
@@ -61,7 +61,8 @@ def test_each_kind_of_bad_frame_is_refused_counted_and_alerted_and_good_traffic_
     assert sorted(a.detail["reason"] for a in alerts) == sorted(bad)
     # Both good readings went up the uplink, alongside the alerts and rejections.
     records = [record_decoder.decode(raw) for data in sent for _, raw in batch_decoder.decode(data).entries]
-    readings = [r for r in records if isinstance(r, Observation) and r.kind == "reading"]
+    observations = [o for r in records if isinstance(r, Telemetry) for o in r.observations]
+    readings = [o for o in observations if o.kind == "reading"]
     assert [r.seq for r in readings] == [1, 7]
     assert len([r for r in records if isinstance(r, Alert)]) == len(alerts)
 

@@ -27,10 +27,11 @@ from cangtwin.platform.records import (
     CaptureEvidence,
     EdgeHeartbeat,
     EvidenceClip,
-    RuleSetUpdate,
     GateEvent,
     Observation,
     Rejection,
+    RuleSetUpdate,
+    Telemetry,
     UplinkAck,
     batch_decoder,
     record_decoder,
@@ -217,10 +218,11 @@ class CloudService:
 
     def _apply_record(self, site: str, record: object, received_at: float) -> None:
         now = self.clock.now()
-        if isinstance(record, Observation):
-            shadow = self.shadows.setdefault(record.device, DeviceShadow())
-            shadow.last_seen = max(shadow.last_seen, record.clock)
-            shadow.last[record.kind] = record.clock
+        if isinstance(record, Telemetry):
+            for observation in record.observations:
+                self._shadow(observation)
+        elif isinstance(record, Observation):
+            self._shadow(record)
         elif isinstance(record, Alert):
             self._hold(record, received_at, visible_at=now)
         elif isinstance(record, GateEvent):
@@ -238,6 +240,11 @@ class CloudService:
                 self.sync_edge(site)
             if record.ruleset and record.ruleset != self.ruleset.sha256 and self.ruleset.text:
                 self._send_ruleset(site)  # an edge that missed the update (outage, restart) catches up
+
+    def _shadow(self, observation: Observation) -> None:
+        shadow = self.shadows.setdefault(observation.device, DeviceShadow())
+        shadow.last_seen = max(shadow.last_seen, observation.clock)
+        shadow.last[observation.kind] = observation.clock
 
     def _apply_gate_event(self, site: str, event: GateEvent) -> None:
         if self.evidence:

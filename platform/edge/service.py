@@ -27,10 +27,11 @@ from cangtwin.platform.records import (
     CaptureEvidence,
     EdgeHeartbeat,
     EvidenceClip,
-    RuleSetUpdate,
     Observation,
     OutboxGap,
     Rejection,
+    RuleSetUpdate,
+    Telemetry,
     UplinkAck,
     UplinkBatch,
     downlink_decoder,
@@ -132,6 +133,7 @@ class EdgeService:
         self.send_command = send_command  # edge → device actions, per the devices' Thing Descriptions
         self._captures: dict[str, list[tuple[str, float]]] = {}  # camera → [(alert, deadline)]
         self._pending: list[tuple[bytes, int]] = []
+        self._telemetry: list[Observation] = []
         self._flush_scheduled = False
         self._in_flight: tuple[int, ...] | None = None
         self._batches_sent = 0
@@ -139,7 +141,7 @@ class EdgeService:
     def stop(self) -> None:
         """The edge process dies: timers stop, nothing more is admitted, unflushed records are gone."""
         self.clock.stopped = True
-        self._pending = []
+        self._pending, self._telemetry = [], []
 
     @property
     def running(self) -> bool:
@@ -195,10 +197,10 @@ class EdgeService:
         if envelope.kind == "full_frame" and envelope.device in self._captures:
             self._clip(envelope.device, payload.data, envelope.clock, received_at)
         if envelope.kind not in BULKY_KINDS:
-            self._emit(
-                Observation(envelope.device, envelope.kind, envelope.seq, envelope.clock, received_at, envelope.payload),
-                PRIORITY_TELEMETRY,
+            self._telemetry.append(
+                Observation(envelope.device, envelope.kind, envelope.seq, envelope.clock, received_at, envelope.payload)
             )
+            self._schedule_flush()
         if self._rules_read_messages:
             message = DeviceMessage(
                 envelope.device, device.type, envelope.kind, envelope.seq, envelope.clock, received_at, payload
@@ -247,7 +249,10 @@ class EdgeService:
     # --- uplink ------------------------------------------------------------------------------
     def _emit(self, record: object, priority: int) -> None:
         self._pending.append((record_encoder.encode(record), priority))
-        if len(self._pending) >= self.timing.batch_size:
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if len(self._pending) + len(self._telemetry) >= self.timing.batch_size:
             self._flush()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
@@ -255,6 +260,9 @@ class EdgeService:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if self._telemetry:
+            self._pending.append((record_encoder.encode(Telemetry(self._telemetry)), PRIORITY_TELEMETRY))
+            self._telemetry = []
         if self._pending:
             try:
                 self.outbox.append_many(self._pending, self.clock.now())

@@ -39,22 +39,30 @@ class DeviceOffline(Rule):
         self._last_clock: dict[str, float] = {}  # newest device clock seen
         self._watched_since: dict[str, float] = {}  # edge time of the first tick that listed it
         self._down: set[str] = set()
+        self._next_check = float("-inf")  # no device can be overdue before this edge time
 
     def evaluate(self, event: DeviceMessage, ctx: EdgeContext) -> list[Finding]:
         device = event.device
         self._heard_at[device] = max(self._heard_at.get(device, event.received_at), event.received_at)
         self._last_clock[device] = max(self._last_clock.get(device, event.clock), event.clock)
-        self._down.discard(device)
+        if device in self._down:
+            self._down.discard(device)
+            self._next_check = float("-inf")  # it may go silent again: watch it from now
         return []
 
     def on_time(self, now: float, ctx: EdgeContext) -> list[Finding]:
         limit = self.params.k * self.params.heartbeat_s
+        if now < self._next_check:  # hearing a device only ever pushes its deadline later
+            return []
         findings = []
+        deadlines = []
         for device in ctx.devices:
             since = self._watched_since.setdefault(device, now)
             heard = self._heard_at.get(device)
             silent_s = now - (since if heard is None else heard)
             if silent_s <= limit or device in self._down:
+                if device not in self._down:
+                    deadlines.append((since if heard is None else heard) + limit)
                 continue
             self._down.add(device)
             last_clock = self._last_clock.get(device)
@@ -73,4 +81,6 @@ class DeviceOffline(Rule):
                     detail={"last_clock": last_clock, "last_heard_at": heard, "silent_s": silent_s},
                 )
             )
+        # Skip ticks until the earliest deadline; a device that is down wakes the rule by speaking.
+        self._next_check = min(deadlines, default=float("inf"))
         return findings

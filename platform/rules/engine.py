@@ -45,11 +45,12 @@ class RuleEngine:
         return event_type in self._by_type
 
     def evaluate(self, event: object, ctx: Any, raised_at: float) -> list[Alert]:
-        return [
-            alert
-            for rule in self._by_type.get(type(event), ())
-            for alert in self._stamp(rule, rule.evaluate(event, ctx), raised_at)
-        ]
+        alerts: list[Alert] = []
+        for rule in self._by_type.get(type(event), ()):
+            findings = rule.evaluate(event, ctx)
+            if findings:  # the common case is silence: skip the stamping machinery
+                alerts += self._stamp(rule, findings, raised_at)
+        return alerts
 
     def tick(self, now: float, ctx: Any) -> list[Alert]:
         return [alert for rule in self._timed for alert in self._stamp(rule, rule.on_time(now, ctx), now)]

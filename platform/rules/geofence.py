@@ -51,8 +51,10 @@ class Geofence(Rule):
         geometry = ctx.extra.get("geometry")
         if not isinstance(geometry, SiteGeometry):
             raise LookupError(f"rule {self.entry.id}: site {ctx.site} was provisioned without a SiteGeometry")
+        if geometry.in_working_hours(event.clock):  # cheap, and true most of the day: check it first
+            return []
         bay = geometry.bay_at(event.payload.x_m, event.payload.y_m, self.params.margin_m)
-        if bay is None or geometry.in_working_hours(event.clock) or bay.id not in pledged_bays(ctx.book):
+        if bay is None or bay.id not in pledged_bays(ctx.book):
             return []
         key = (event.device, bay.id)
         last = self._last_alert.get(key)
