@@ -143,11 +143,14 @@ def parse_yaml_located(text: str, model: type[Model], source: str) -> tuple[Mode
         more = exc.error_count() - 1
         suffix = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
         message = first["msg"].removeprefix("Value error, ")
-        if first["type"] not in ("missing", "extra_forbidden") and "input" in first:
+        names_a_field = first["type"] in ("missing", "extra_forbidden")
+        if not names_a_field and "input" in first and not isinstance(first["input"], (dict, list)):
             message += f", got {first['input']!r}"
         loc = tuple(first["loc"])
         if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
             loc += (first["ctx"]["discriminator"].strip("'"),)  # blame the tag field itself
+        elif not names_a_field and loc not in locator.lines and loc[:-1] in locator.lines:
+            loc = loc[:-1]  # a check on a whole item (the last part is a union tag): blame the item
         raise locator.error(loc, message + suffix) from None
 
 

@@ -96,6 +96,18 @@ CASES = {
                            at="nothing here", message="the file is empty"),
     "missing-scenario": Case(run="absent.yaml", blame="absent.yaml", message="file not found"),
     "directory-as-scenario": Case(extra={"sub/keep.txt": ""}, run="sub", blame="sub", message="is a directory"),
+    "edge-knob-segment-too-big": Case(scenario=((r"^(duration: .*)$", r"\1\nedge: {outbox_max_bytes: 8192, outbox_segment_bytes: 65536}"),),
+                                      at="outbox_segment_bytes", field="edge",
+                                      message="outbox_segment_bytes must not exceed outbox_max_bytes"),
+    "camera-move-without-target": Case(
+        scenario=((r"^(injections:)$", r"\1\n  - {kind: camera-tamper, id: cam, at: 1m, camera: cam-gate, mode: move}"),),
+        at="mode: move", field="injections[0]", message="needs look_at"),
+    "unknown-camera": Case(
+        scenario=((r"^(injections:)$", r"\1\n  - {kind: camera-tamper, id: cam, at: 1m, camera: cam-attic, mode: cover}"),),
+        at="cam-attic", field="injections[0].camera", message="no camera 'cam-attic'"),
+    "rules-update-missing-file": Case(
+        scenario=((r"^(operations:)$", r"\1\n  - {kind: rules-update, at: 1m, file: nosuch-rules.yaml}"),),
+        at="nosuch-rules.yaml", field="operations[0].file", message="no rule file"),
     # site file, referenced as `site: site.yaml`
     "site-wrong-type": Case(site=((r"height_m: [\d.]+", "height_m: tall"),), blame="site.yaml", at="height_m: tall",
                             field="building.height_m", message="valid number"),
