@@ -35,13 +35,18 @@ class WeighbridgeDevice(Device):
         self._last_step = self.env.now
         warehouse.signals.plate.append(self._on_plate)
 
+    def wake(self) -> None:
+        """Start reporting, as the indicator does whenever it does not read a stable zero."""
+        if not self._sampling:
+            self._sampling = True
+            self.env.process(self._sample())
+
     def _on_plate(self, scale_id: str, loaded: bool) -> None:
         if scale_id != self.scale_id:
             return
         self.loaded = loaded
-        if loaded and not self._sampling:
-            self._sampling = True
-            self.env.process(self._sample())
+        if loaded:
+            self.wake()
 
     def _sample(self) -> Iterator[simpy.Event]:
         world = self.warehouse.world

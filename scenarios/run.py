@@ -20,6 +20,12 @@ from cangtwin.devices.fleet import build_fleet
 from cangtwin.devices.thing_descriptions import thing_descriptions
 from cangtwin.fraud.blind_spot import inject_blind_spot_outbound
 from cangtwin.fraud.camera import inject_camera_tamper
+from cangtwin.fraud.device_faults import (
+    inject_clock_drift,
+    inject_device_failure,
+    inject_replay,
+    inject_scale_offset,
+)
 from cangtwin.fraud.duplicate_pledge import inject_duplicate_pledge
 from cangtwin.fraud.edge_crash import inject_edge_crash
 from cangtwin.fraud.forged_device import inject_forged_device
@@ -47,6 +53,7 @@ from cangtwin.scenarios.eventlog import EventLog
 from cangtwin.scenarios.matching import SeenAlert
 from cangtwin.scenarios.spec import (
     CameraTamper,
+    DeviceFault,
     DuplicatePledge,
     EdgeCrash,
     ForgedDevice,
@@ -276,6 +283,16 @@ class Run:
                     book.loans[inj.loan].borrower, self.scenario.site.id, self._record_label,
                     lambda t, action: self._at(t - self.env.now, action),
                 )
+            elif isinstance(inj, DeviceFault):
+                device, when = self.fleet[inj.device], start + inj.at
+                if inj.kind == "device-failure":
+                    inject_device_failure(self.env, device, inj.id, when, self._record_label)
+                elif inj.kind == "clock-drift":
+                    inject_clock_drift(self.env, device, inj.id, when, inj.offset_s, self._record_label)
+                elif inj.kind == "replay":
+                    inject_replay(self.env, device, inj.id, when, inj.count, self._to_edge, self._record_label)
+                else:
+                    inject_scale_offset(self.env, device, inj.id, when, inj.offset_kg, self._record_label)
             elif isinstance(inj, CameraTamper):
                 inject_camera_tamper(self.env, self.fleet[inj.camera], inj.id, start + inj.at, inj.mode,
                                      inj.look_at, self._record_label)

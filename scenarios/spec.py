@@ -158,6 +158,19 @@ class CameraTamper(StrictModel):
         return self
 
 
+class DeviceFault(StrictModel):
+    """device-failure (dies), clock-drift (clock jumps by offset_s), replay (count frames played
+    back), scale-offset (a remote-control circuit adds offset_kg to the named weighbridge)."""
+
+    kind: Literal["device-failure", "clock-drift", "replay", "scale-offset"]
+    id: str
+    at: Seconds
+    device: str
+    offset_s: float = 60.0
+    count: int = pydantic.Field(default=20, ge=1, le=10000)
+    offset_kg: float = -400.0
+
+
 class UplinkOutage(StrictModel):
     kind: Literal["uplink-outage"]
     id: str
@@ -182,7 +195,7 @@ class PriceFeedSilent(StrictModel):
 
 Injection = Annotated[
     Union[UnauthorizedOutbound, ForgedDevice, UplinkOutage, PriceCrash, PriceFeedSilent, DuplicatePledge, EdgeCrash,
-          Substitution, CameraTamper],
+          Substitution, CameraTamper, DeviceFault],
     pydantic.Field(discriminator="kind"),
 ]
 
@@ -371,6 +384,12 @@ def _check_references(spec: ScenarioFile, site: Site, ruleset: RuleSet, locator:
             raise locator.error(("injections", i, "at"), f"{inj.at:g} s is beyond the duration ({spec.duration:g} s)")
         if isinstance(inj, UnauthorizedOutbound):
             unknown_lots(("injections", i, "lots"), inj.lots)
+        if isinstance(inj, DeviceFault):
+            kinds = {d.id: d.type for d in site.spec.devices}
+            if inj.device not in kinds:
+                raise locator.error(("injections", i, "device"), f"unknown device {inj.device!r}")
+            if inj.kind == "scale-offset" and kinds[inj.device] != "weighbridge":
+                raise locator.error(("injections", i, "device"), f"{inj.device} is a {kinds[inj.device]}, not a weighbridge")
         if isinstance(inj, CameraTamper) and inj.camera not in {d.id for d in site.spec.devices if d.type == "camera"}:
             raise locator.error(("injections", i, "camera"), f"no camera {inj.camera!r} on site {site.id}")
         if isinstance(inj, Substitution):
