@@ -28,7 +28,9 @@ def main() -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
               help="Folder for results; each run writes <out>/<scenario>-s<seed>/.")
 @click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
-def run(scenarios: tuple[Path, ...], out: Path, seed: int | None) -> None:
+@click.option("--record-inputs", is_flag=True,
+              help="Keep every frame that reached the edge (inputs.msgpack), for `cangtwin replay`.")
+def run(scenarios: tuple[Path, ...], out: Path, seed: int | None, record_inputs: bool) -> None:
     """Run scenario files in virtual time and report detections, latencies and criteria."""
     from cangtwin.scenarios.result import build_result, passed
     from cangtwin.scenarios.run import run_scenario
@@ -48,7 +50,8 @@ def run(scenarios: tuple[Path, ...], out: Path, seed: int | None) -> None:
             with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                           TimeElapsedColumn(), console=errors, transient=True) as bar:
                 task = bar.add_task(f"{scenario.spec.scenario} (seed {scenario.spec.seed})", total=1.0)
-                outcome = run_scenario(scenario, folder, progress=lambda done: bar.update(task, completed=done))
+                outcome = run_scenario(scenario, folder, progress=lambda done: bar.update(task, completed=done),
+                                       record_inputs=record_inputs)
         except Exception:
             (folder / "crash.log").write_text(traceback.format_exc())
             errors.print(f"error: {scenario.source}: the run crashed; traceback in {folder / 'crash.log'}", markup=False)
@@ -226,3 +229,36 @@ def report(out: Path) -> None:
                       "(wall-clock figures aside)")
     console.print(f"wrote {write_junit(recomputed, out)} and {write_html(recomputed, out)}")
     sys.exit(exit_code(recomputed))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--rules", type=click.Path(path_type=Path), default=None,
+              help="The rule file to try (default: the rules the run used).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Where to write the replay (default: RUN_DIR/replay).")
+def replay(run_dir: Path, rules: Path | None, out: Path | None) -> None:
+    """Backtest: re-evaluate rules on a recorded run's inputs, without re-running the twin."""
+    from rich.table import Table
+
+    from cangtwin.scenarios.replay import replay_run, verdicts
+
+    try:
+        result, original = replay_run(run_dir, rules, out or run_dir / "replay")
+    except InputError as err:
+        errors.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    console.print(f"{original['provenance']['ruleset']}  →  {result['provenance']['ruleset']}")
+    table = Table(title="Detections, original run vs replay", title_justify="left")
+    for col in ("label", "original: rule", "bank latency", "replay: rule", "bank latency"):
+        table.add_column(col)
+    for label in original["labels"]:
+        before, after = original["detections"].get(label["id"]), result["detections"].get(label["id"])
+        def cell(d):
+            return ("MISSED", "—") if d is None else (d["rule"], "—" if d["bank_latency_s"] is None else f"{d['bank_latency_s']:.3f} s")
+        table.add_row(label["id"], *cell(before), *cell(after))
+    console.print(table)
+    same = verdicts(original) == verdicts(result)
+    console.print(f"alerts: {len(original['alerts'])} → {len(result['alerts'])}; "
+                  f"false alarms: {len(original['false_alarms'])} → {len(result['false_alarms'])}; "
+                  f"verdicts {'identical' if same else 'changed'}")

@@ -74,6 +74,7 @@ def build_result(outcome: RunOutcome, log_sha256: str) -> dict:
             "seed": outcome.seed,
             "scenario": scenario.spec.scenario,
             "scenario_sha256": scenario.sha256,
+            "scenario_file": scenario.source,
             "site": scenario.site.id,
             "site_sha256": scenario.site.sha256,
             "ruleset": scenario.ruleset.label,

@@ -96,9 +96,17 @@ class RunOutcome:
 class Run:
     """One replication. Its ledger and evidence packages are written under `workdir`."""
 
-    def __init__(self, scenario: Scenario, workdir: Path) -> None:
+    def __init__(self, scenario: Scenario, workdir: Path, record_inputs: bool = False,
+                 replay: tuple[list[tuple[float, bytes]], list[Label]] | None = None) -> None:
+        """`record_inputs` keeps every frame that reached the edge (for `cangtwin replay`);
+        `replay` = (those frames, the run's labels) feeds them to a fresh platform instead of
+        running the twin: only platform-side events (bank actions, market, registry, links,
+        edge crashes) are scheduled again."""
         self.scenario = scenario
         self.workdir = workdir
+        self.record_inputs = record_inputs
+        self.replay = replay
+        self._inputs: list[tuple[float, bytes]] = []
         spec = scenario.spec
         self.env = simpy.Environment(initial_time=scenario.start_epoch)
         self.streams = RandomStreams(spec.seed)
@@ -162,7 +170,11 @@ class Run:
         return edge
 
     def _command_device(self, device_id: str, action: str, args: dict) -> None:
-        """Edge → device actions travel the device link like any message (here: in-process)."""
+        """Edge → device actions travel the device link like any message (here: in-process).
+
+        In a replay the devices are not live: what they answered is already in the recording."""
+        if self.replay:
+            return
         device = self.fleet.get(device_id)
         handler = getattr(device, action, None)
         if handler is not None:
@@ -186,6 +198,8 @@ class Run:
         self.device_link.send(frame, self._deliver_to_edge)
 
     def _deliver_to_edge(self, frame: bytes) -> None:
+        if self.record_inputs:
+            self._inputs.append((self.env.now, frame))
         if self.edge.running:
             self.edge.on_frame(frame)
         else:
@@ -230,6 +244,8 @@ class Run:
         for op in self.scenario.spec.operations:
             if isinstance(op, Release):
                 self._at(op.at, lambda op=op: self._release(op.loan, list(op.lots)))
+            elif self.replay:
+                continue  # goods moving is the twin's part: their traces are in the recorded frames
             elif isinstance(op, Outbound):
                 self._at(op.at, lambda op=op: self.warehouse.outbound(list(op.lots)))
             elif isinstance(op, Inbound):
@@ -253,7 +269,10 @@ class Run:
 
     def _schedule_injections(self) -> None:
         start = self.env.now
+        platform_side = (PriceCrash, PriceFeedSilent, DuplicatePledge, UplinkOutage, EdgeCrash)
         for inj in self.scenario.spec.injections:
+            if self.replay and not isinstance(inj, platform_side):
+                continue  # acts on the twin or a device: its effects are in the recorded frames
             if isinstance(inj, UnauthorizedOutbound) and inj.via == "blind-spot":
                 inject_blind_spot_outbound(self.env, self.warehouse, inj.id, start + inj.at, list(inj.lots),
                                            tuple(inj.exit), self._record_label)
@@ -313,12 +332,16 @@ class Run:
 
     def execute(self, progress: Callable[[float], None] | None = None) -> RunOutcome:
         started = time.perf_counter()
-        for device in self.fleet.values():
-            device.start()
+        if self.replay:
+            for t, frame in self.replay[0]:
+                self.env.timeout(t - self.env.now).callbacks.append(lambda _e, f=frame: self._deliver_to_edge(f))
+        else:
+            for device in self.fleet.values():
+                device.start()
+            self.env.process(self.warehouse.collect())
         self.edge.start()
         self.cloud.start()
         self.market.run(SimPyClock(self.env), self._price, latency_s=0.5)
-        self.env.process(self.warehouse.collect())
         end = self.scenario.end_epoch
         steps = 100
         for i in range(1, steps + 1):
@@ -338,7 +361,7 @@ class Run:
         links = (self.device_link, self.uplink, self.downlink)
         outbox = self.edge.outbox.counters
         messages = {
-            "emitted": sum(d.seq for d in self.fleet.values()),
+            "emitted": len(self.replay[0]) if self.replay else sum(d.seq for d in self.fleet.values()),
             "edge_accepted": sum(e.accepted for e in self._edges),
             "edge_rejected": sum(sum(e.rejected.values()) for e in self._edges),
             "lost_while_edge_down": self._frames_while_down,
@@ -354,8 +377,11 @@ class Run:
         rejections = _rejections(self._edges)
         # End-of-run totals go into the log too, so `cangtwin report` can recompute from logs alone.
         self.log.record("run.counters", {"messages": messages, "edge_rejections": rejections})
+        if self.record_inputs:
+            (self.workdir / "inputs.msgpack").write_bytes(msgspec.msgpack.encode(self._inputs))
+        labels = self.replay[1] if self.replay else list(self.labels)
         return RunOutcome(
-            self.scenario, self.scenario.spec.seed, self.log, list(self.labels), alerts,
+            self.scenario, self.scenario.spec.seed, self.log, labels, alerts,
             rejections, messages, wall, evidence,
         )
 
@@ -426,7 +452,7 @@ def site_geometry(site) -> SiteGeometry:
 
 
 def run_scenario(
-    scenario: Scenario, workdir: Path, progress: Callable[[float], None] | None = None
+    scenario: Scenario, workdir: Path, progress: Callable[[float], None] | None = None, record_inputs: bool = False
 ) -> RunOutcome:
     workdir.mkdir(parents=True, exist_ok=True)
-    return Run(scenario, workdir).execute(progress)
+    return Run(scenario, workdir, record_inputs=record_inputs).execute(progress)
