@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+import pydantic
+
 from cangtwin.platform.config_file import StrictModel
+from cangtwin.platform.registry.fingerprint import Quantum
 
 Category = Literal["physical", "ownership", "value", "integrity"]
 Severity = Literal["info", "warning", "major", "critical"]
@@ -18,6 +21,18 @@ Section = Literal[
     "5 数字化能力要求",
     "6 风险控制",
 ]
+
+
+class FingerprintTolerance(StrictModel):
+    """How closely two goods fingerprints must agree; shared by the ownership rules."""
+
+    # Relative tolerance of the weight signature: two legal weighings of the same goods must fit.
+    mass_rel_tol: float = pydantic.Field(default=0.005, gt=0, le=0.1)
+    dim_tol_m: float = pydantic.Field(default=0.05, gt=0, le=1.0)
+    weight_min_lots: int = pydantic.Field(default=3, ge=1, le=10000)
+
+    def quantum(self) -> Quantum:
+        return Quantum(self.mass_rel_tol, self.dim_tol_m)
 
 
 class RuleEntry(StrictModel):

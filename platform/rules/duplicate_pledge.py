@@ -17,22 +17,17 @@ from typing import Literal
 
 import pydantic
 
-from cangtwin.platform.config_file import StrictModel
-from cangtwin.platform.registry.fingerprint import FingerprintMatch, Quantum
+from cangtwin.platform.registry.fingerprint import FingerprintMatch
 from cangtwin.platform.registry.registry import RegistrationVisible, registry_of
-from cangtwin.platform.rules.base import Finding, Rule, RuleEntry
+from cangtwin.platform.rules.base import Finding, FingerprintTolerance, Rule, RuleEntry
 from cangtwin.platform.rules.context import CloudContext
 
 
-class Params(StrictModel):
+class Params(FingerprintTolerance):
     match_receipt: bool = True
     match_tags: bool = True
     match_lot_ids: bool = True
     match_weight: bool = True
-    # Relative tolerance of the weight signature: two legal weighings of the same goods must fit.
-    mass_rel_tol: float = pydantic.Field(default=0.005, gt=0, le=0.1)
-    dim_tol_m: float = pydantic.Field(default=0.05, gt=0, le=1.0)
-    weight_min_lots: int = pydantic.Field(default=3, ge=1, le=10000)
 
     @pydantic.model_validator(mode="after")
     def _some_component(self) -> Params:
@@ -53,7 +48,7 @@ class DuplicatePledge(Rule):
 
     def __init__(self, entry: Entry) -> None:
         super().__init__(entry)
-        self.quantum = Quantum(self.params.mass_rel_tol, self.params.dim_tol_m)
+        self.quantum = self.params.quantum()
 
     def _conflict(self, new: RegistrationVisible, old: RegistrationVisible, m: FingerprintMatch) -> tuple[str, ...]:
         """The matched components that count between these two registrations (empty: no conflict)."""

@@ -13,21 +13,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-import pydantic
-
-from cangtwin.platform.config_file import StrictModel
-from cangtwin.platform.registry.fingerprint import Quantum
 from cangtwin.platform.registry.registry import RegistrationVisible, TransferVisible, registry_of
-from cangtwin.platform.rules.base import Finding, Rule, RuleEntry
+from cangtwin.platform.rules.base import Finding, FingerprintTolerance, Rule, RuleEntry
 from cangtwin.platform.rules.context import CloudContext
 
 
-class Params(StrictModel):
+class Params(FingerprintTolerance):
     check_book: bool = True
     match_fingerprint: bool = True
-    mass_rel_tol: float = pydantic.Field(default=0.005, gt=0, le=0.1)
-    dim_tol_m: float = pydantic.Field(default=0.05, gt=0, le=1.0)
-    weight_min_lots: int = pydantic.Field(default=3, ge=1, le=10000)
 
 
 class Entry(RuleEntry):
@@ -42,7 +35,7 @@ class OwnershipChange(Rule):
 
     def __init__(self, entry: Entry) -> None:
         super().__init__(entry)
-        self.quantum = Quantum(self.params.mass_rel_tol, self.params.dim_tol_m)
+        self.quantum = self.params.quantum()
 
     def _active_registrations(self, event: TransferVisible, ctx: CloudContext) -> list[RegistrationVisible]:
         registry, at = registry_of(ctx), event.visible_at
