@@ -1,7 +1,9 @@
 """The weighbridge: true load from pybullet contact forces, through the load-cell model.
 
 It reports at its pinned rate while loaded, and until the reading is back at a stable zero
-after the vehicle has left.
+after the vehicle has left. Its plate camera (ANPR, 车牌识别) reports the vehicle standing on the
+plate whenever that changes, which lets the edge tell a truck's weighings apart and notice
+weight with no vehicle in view.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class WeighbridgeDevice(Device):
         if scale_id != self.scale_id:
             return
         self.loaded = loaded
+        self.emit("vehicle", {"plate": self.warehouse.on_plate[scale_id] or ""})
         if loaded:
             self.wake()
 

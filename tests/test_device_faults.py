@@ -24,3 +24,14 @@ def test_dead_sensor_drifting_clock_replay_and_rigged_scale_are_each_caught(tmp_
     events = [json.loads(line) for line in outcome.log.lines]
     failure_at = next(e["t"] for e in events if e["ev"] == "fraud.label" and e["data"]["id"] == "sensor-dead")
     assert not [e for e in events if e["ev"] == "device.emit" and e["data"]["device"] == "climate-1" and e["t"] > failure_at]
+
+
+def test_large_remote_offset_is_caught_as_weight_with_no_vehicle_in_view(tmp_path):
+    """+2 t on the empty plate is far outside the zero band, so no zero-drift check can see it; the
+    plate camera does. The honest inbound weighings before it, truck in view, raise nothing."""
+    outcome = run_scenario(load_scenario(LIBRARY / "scale-ballast.yaml"), tmp_path)
+    result = build_result(outcome, "n/a")
+    assert result["status"] == "SUCCESS", result["criteria"]
+    [alert] = [a for a in result["alerts"] if a["rule"] == "weighbridge-anomaly"]
+    assert "no vehicle in view" in alert["summary"]
+    assert result["false_alarms"] == []

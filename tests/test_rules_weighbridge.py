@@ -131,12 +131,19 @@ def context(division_kg: str | None = str(E)) -> EdgeContext:
     return EdgeContext("small", BookView(), {"scale-wb1": DeviceRecord("scale-wb1", "weighbridge", b"k" * 32, attrs)})
 
 
-def messages(readings: list[Reading], delays: Iterable[float] | None = None) -> list[DeviceMessage]:
+def messages(readings: list[Reading], delays: Iterable[float] | None = None,
+             plate: str | None = "T0001") -> list[DeviceMessage]:
+    """The scale's readings, with its plate camera seeing `plate` on the plate while it is loaded
+    (as the device model reports it: on as the truck stops, clear as it drives off)."""
     delays = iter(delays) if delays is not None else iter(lambda: 0.002, None)
+    loaded = [clock for clock, mass, _ in readings if abs(mass) > 10 * E]
+    views = [] if plate is None or not loaded else [(loaded[0] - 0.05, plate), (loaded[-1] + 0.05, "")]
+    events = sorted([(clock, "reading", {"mass_kg": mass, "stable": stable}) for clock, mass, stable in readings]
+                    + [(clock, "vehicle", {"plate": p}) for clock, p in views], key=lambda e: e[0])
     out = []
-    for seq, (clock, mass, stable) in enumerate(readings, 1):
-        payload = WEIGHBRIDGE.decode("reading", msgspec.msgpack.encode({"mass_kg": mass, "stable": stable}))
-        out.append(DeviceMessage("scale-wb1", "weighbridge", "reading", seq, clock, clock + next(delays), payload))
+    for seq, (clock, kind, body) in enumerate(events, 1):
+        payload = WEIGHBRIDGE.decode(kind, msgspec.msgpack.encode(body))
+        out.append(DeviceMessage("scale-wb1", "weighbridge", kind, seq, clock, clock + next(delays), payload))
     return out
 
 
@@ -230,6 +237,21 @@ def test_zero_within_tolerance_is_not_drift() -> None:
     assert run(rule(), context(), messages(trace([(0.0, 30.0)], offset_kg=E))) == []
 
 
+def test_load_with_no_vehicle_in_view_alerts_once() -> None:
+    """A remote offset far beyond the zero band looks like a load; the plate camera sees no truck."""
+    readings = trace([(0.0, 60.0)], offset_kg=2_000.0)
+    findings = run(rule(), context(), messages(readings, plate=""))
+    assert checks(findings) == ["no-vehicle"]
+    assert findings[0].event_time - findings[0].detail["since"] == pytest.approx(10.0)
+
+
+def test_honest_weighing_with_its_truck_in_view_is_not_a_load_without_vehicle() -> None:
+    """The near miss: the same mass, for longer than the window, with the truck seen on the plate."""
+    readings = trace([(0.0, 2.0), (32_000.0, 40.0), (0.0, 10.0)])
+    assert run(rule(), context(), messages(readings)) == []
+    assert checks(run(rule(), context(), messages(readings, plate=None))) == ["no-vehicle"]
+
+
 def test_bad_division_attr_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="scale-wb1.*'twenty'"):
         run(rule(), context(division_kg="twenty"), messages(trace([(0.0, 1.0)])))
@@ -275,7 +297,7 @@ def test_verdicts_do_not_depend_on_arrival_order_within_the_reorder_window(
 ) -> None:
     segments = [(0.0, 1.0), (load, 8.0), (load + person, 8.0), (0.0, 10.0)]
     readings = trace(segments, seed=seed, offset_kg=offset_e * E)
-    delays = data.draw(st.lists(st.floats(0.0, 0.45), min_size=len(readings), max_size=len(readings)))
+    delays = data.draw(st.lists(st.floats(0.0, 0.45), min_size=len(readings) + 2, max_size=len(readings) + 2))
 
     def verdicts(msgs):
         return sorted((f.dedupe_key, f.event_time, f.targets) for f in run(rule(), context(), msgs))

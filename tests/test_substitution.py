@@ -54,6 +54,31 @@ def test_load_checker_pairs_the_two_weighings_with_the_outbound_lots():
     assert checker.on_gate_event(event, book) is None  # the tickets were used
 
 
+def _weigh(checker: LoadChecker, scale: str, plate: str, start: float, gross: float) -> None:
+    for t, mass, stable in [(0.0, gross, False), (1.0, gross, True), (4.0, gross, True)]:
+        checker.add_reading(scale, 20.0, start + t, mass, stable)
+    checker.add_vehicle(scale, start - 0.01, plate)  # plate reads may arrive after the readings
+    checker.add_vehicle(scale, start + 4.5, "")
+    for t, mass, stable in [(5.0, 0.0, False), (7.0, 0.0, True)]:
+        checker.add_reading(scale, 20.0, start + t, mass, stable)
+
+
+def test_interleaved_trucks_on_two_scales_are_paired_by_their_plates():
+    """Truck A weighs in; truck B weighs in and out on the other scale and leaves; then A weighs out
+    and leaves. Paired by order, B's exit would use up A's entry weighing and A's load would go
+    unchecked; the plate reads keep each truck's weighings together."""
+    checker, book = LoadChecker("medium"), BookView()
+    book.mass_by_lot = {"W05-01": 20000.0, "E06-01": 2500.0}
+    _weigh(checker, "scale-wb1", "T0001", 0.0, 15000.0)     # A in, empty
+    _weigh(checker, "scale-wb2", "T0002", 10.0, 15000.0)    # B in, empty
+    _weigh(checker, "scale-wb2", "T0002", 100.0, 17500.0)   # B out with a copper bundle
+    check_b = checker.on_gate_event(GateEvent("G2-1", "medium", "G2", "out", ("E06-01",), (), 120.0, 120.01), book)
+    _weigh(checker, "scale-wb1", "T0001", 130.0, 35000.0)   # A out with a coil
+    check_a = checker.on_gate_event(GateEvent("G1-1", "medium", "G1", "out", ("W05-01",), (), 150.0, 150.01), book)
+    assert check_b.net_kg == pytest.approx(2500.0) and check_b.lots == ("E06-01",)
+    assert check_a.net_kg == pytest.approx(20000.0) and check_a.lots == ("W05-01",)
+
+
 def test_substituted_and_hollow_bundles_are_caught_and_honest_loads_are_not(tmp_path):
     outcome = run_scenario(load_scenario(LIBRARY / "substitution.yaml"), tmp_path)
     result = build_result(outcome, "n/a")

@@ -115,6 +115,7 @@ class Warehouse:
         for spec in self.spec.forklifts:
             self.forklifts.put(Forklift(self.model, spec))
         self.scales = {w.id: simpy.Resource(env, capacity=1) for w in self.spec.weighbridges}
+        self.on_plate: dict[str, str | None] = {w.id: None for w in self.spec.weighbridges}  # scale → truck
         self.docks = {d.id: simpy.Resource(env, capacity=1) for d in self.spec.docks}
         self._trucks = 0
         self._stock_initial_lots()
@@ -205,10 +206,12 @@ class Warehouse:
             self.world.settle(0.5)
             true_kg = self.world.plate_load_kg(scale.id)
             self.log("twin.weigh", {"truck": truck.name, "scale": scale.id, "true_kg": round(true_kg, 1)})
+            self.on_plate[scale.id] = truck.name
             for notify in self.signals.plate:
                 notify(scale.id, True)
             yield self.env.timeout(WEIGH_DWELL_S)
             self._move_truck(truck, leave_to())
+            self.on_plate[scale.id] = None
             for notify in self.signals.plate:
                 notify(scale.id, False)
 

@@ -179,6 +179,8 @@ class EdgeService:
         elif envelope.kind == "reading":
             division = float(device.attrs.get("division_kg", "20"))
             self.loads.add_reading(envelope.device, division, envelope.clock, payload.mass_kg, payload.stable)
+        elif envelope.kind == "vehicle":
+            self.loads.add_vehicle(envelope.device, envelope.clock, payload.plate)
         elif envelope.kind == "passage":
             passage = Passage(device.attrs["gate"], payload.direction, envelope.clock, received_at)
             self.clock.call_later(self.fusion.grace_s, lambda: self._close_passage(passage))

@@ -1,4 +1,5 @@
-"""weighbridge-anomaly: the scale itself misbehaves — unstable weighing, zero drift, plateau steps.
+"""weighbridge-anomaly: the scale itself misbehaves — unstable weighing, zero drift, plateau steps,
+weight with no vehicle in view.
 
 Readings are put back in device-clock order (a reorder window of `reorder_s`) and fused into weigh
 tickets by `WeighingFuser`. Three checks, in divisions e of the scale (device attr `division_kg`):
@@ -9,7 +10,10 @@ tickets by `WeighingFuser`. Three checks, in divisions e of the scale (device at
   (a remote-control offset, or a zero the indicator no longer tracks);
 - plateau step: two stable plateaus of the vehicle fully on the plate (both at least
   `on_fraction` of the highest plateau) differ by more than `max_plateau_step_e` (a person
-  stepping on or off). Axles rolling on give plateaus far below the full load and are ignored.
+  stepping on or off). Axles rolling on give plateaus far below the full load and are ignored;
+- no vehicle in view: the scale reads a stable load for `no_vehicle_min_s` while its plate camera
+  (the `vehicle` event) sees no vehicle on the plate — a remote offset too large to pass for a
+  zero drift, or ballast left on the plate.
 
 Weighing accuracy against a declared or expected weight is not judged here: an honest scale is
 off by up to its MPE (class III: 1.5e at 2000–10000e), and the declared weight lives in fusion.
@@ -17,6 +21,7 @@ off by up to its MPE (class III: 1.5e at 2000–10000e), and the declared weight
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from dataclasses import dataclass, field
 from typing import Literal
@@ -40,6 +45,7 @@ class Params(StrictModel):
     # Below this many e the plate counts as empty (R76 Min is 20e; a person weighs ~4e at 20 kg).
     zero_band_e: float = pydantic.Field(default=10.0, gt=0, le=1000)
     reorder_s: float = pydantic.Field(default=0.5, ge=0, le=10)
+    no_vehicle_min_s: float = pydantic.Field(default=10.0, ge=0, le=3600)
 
 
 class Entry(RuleEntry):
@@ -56,6 +62,9 @@ class _Scale:
     released_clock: float = float("-inf")
     drift_since: float | None = None
     drift_alerted: bool = False
+    views: list[tuple[float, str]] = field(default_factory=list)  # (clock, plate in view), sorted
+    empty_since: float | None = None  # loaded and stable with no vehicle in view, since
+    empty_alerted: bool = False
 
 
 class WeighbridgeAnomaly(Rule):
@@ -84,6 +93,8 @@ class WeighbridgeAnomaly(Rule):
         if event.device_type != "weighbridge":
             return []
         scale = self._scale(event.device, ctx)
+        if event.kind == "vehicle":
+            bisect.insort(scale.views, (event.clock, event.payload.plate))
         scale.newest_clock = max(scale.newest_clock, event.clock)
         scale.newest_arrival = max(scale.newest_arrival, event.received_at)
         # A reading older than one already fused missed the reorder window; it cannot be placed.
@@ -112,7 +123,36 @@ class WeighbridgeAnomaly(Rule):
             if ticket is not None:
                 findings += self._judge_ticket(ticket, targets, received_at, scale.fuser.division_kg)
             findings += self._judge_zero(scale, clock, mass, stable, targets, received_at)
+            findings += self._judge_no_vehicle(scale, clock, mass, stable, targets, received_at)
         return findings
+
+    def _judge_no_vehicle(
+        self, scale: _Scale, clock: float, mass: float, stable: bool, targets: tuple[str, ...], received_at: float
+    ) -> list[Finding]:
+        at = bisect.bisect_right(scale.views, (clock, "\uffff"))
+        plate = scale.views[at - 1][1] if at else ""
+        del scale.views[: max(0, at - 1)]  # readings arrive in clock order: older views are done with
+        if not scale.fuser.loaded or plate:
+            scale.empty_since, scale.empty_alerted = None, False
+            return []
+        if not stable:
+            return []
+        if scale.empty_since is None:
+            scale.empty_since = clock
+        if scale.empty_alerted or clock - scale.empty_since < self.params.no_vehicle_min_s:
+            return []
+        scale.empty_alerted = True
+        device = scale.fuser.device
+        return [
+            Finding(
+                targets=targets,
+                event_time=clock,
+                observed_at=received_at,
+                summary=f"weighbridge {device} reads {mass:g} kg with no vehicle in view",
+                dedupe_key=f"{device}:no-vehicle@{scale.empty_since:.3f}",
+                detail={"check": "no-vehicle", "mass_kg": mass, "since": scale.empty_since},
+            )
+        ]
 
     def _judge_zero(
         self, scale: _Scale, clock: float, mass: float, stable: bool, targets: tuple[str, ...], received_at: float
