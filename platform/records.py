@@ -182,5 +182,13 @@ class RuleSetUpdate(msgspec.Struct, frozen=True, tag="ruleset"):
     text: str
 
 
+class DeviceRetired(msgspec.Struct, frozen=True, tag="device-retired"):
+    """Command down to the edge: the cloud's registry retired this device; refuse its frames."""
+
+    site: str
+    device: str
+    reason: str
+
+
 batch_decoder = msgspec.msgpack.Decoder(UplinkBatch)
-downlink_decoder = msgspec.msgpack.Decoder(UplinkAck | BookSync | CaptureEvidence | RuleSetUpdate)
+downlink_decoder = msgspec.msgpack.Decoder(UplinkAck | BookSync | CaptureEvidence | RuleSetUpdate | DeviceRetired)

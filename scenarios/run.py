@@ -40,6 +40,7 @@ from cangtwin.platform.cloud.alert_desk import AlertCase
 from cangtwin.platform.cloud.book import CollateralBook, Loan, Lot
 from cangtwin.platform.cloud.evidence import EvidenceRecorder
 from cangtwin.platform.cloud.service import CloudService
+from cangtwin.platform.cloud.device_registry import DeviceRegistry
 from cangtwin.platform.edge.auth import DeviceRecord
 from cangtwin.platform.edge.outbox import Outbox, OutboxConfig
 from cangtwin.platform.edge.service import EdgeService
@@ -129,9 +130,9 @@ class Run:
             lidar_scans=spec.twin.lidar_scans,
         )
         tds = thing_descriptions()
-        provisioned = {
-            d.id: DeviceRecord(d.id, d.type, d.key, device_attrs(site, d.id)) for d in self.fleet.values()
-        }
+        devices = DeviceRegistry()
+        for d in self.fleet.values():
+            devices.register(site.id, DeviceRecord(d.id, d.type, d.key, device_attrs(site, d.id)), self.env.now)
         party_keys = self.streams.get("ledger.parties")
         parties = {name: Ed25519PrivateKey.from_private_bytes(party_keys.bytes(32)) for name in PARTIES}
         ledger_path = workdir / "ledger.log"
@@ -140,7 +141,8 @@ class Run:
         book = self._initial_book()
         self.registry = self._initial_registry(book)
         self.cloud = CloudService(
-            clock, book, scenario.ruleset, self._tap, evidence=self.evidence, registry=self.registry
+            clock, book, scenario.ruleset, self._tap, evidence=self.evidence, registry=self.registry,
+            devices=devices,
         )
         self._outbox_key = Ed25519PrivateKey.from_private_bytes(self.streams.get("edge.keys").bytes(32))
         # In memory unless the edge is to crash: then it must be a file that survives the restart.
@@ -149,7 +151,7 @@ class Run:
         if self._outbox_path:
             for leftover in workdir.glob("edge-outbox.sqlite*"):
                 leftover.unlink()
-        self._edge_parts = (site.id, clock, provisioned, {name: ThingModel(td) for name, td in tds.items()})
+        self._edge_parts = (site.id, clock, {name: ThingModel(td) for name, td in tds.items()})
         self._edges: list[EdgeService] = []
         self._frames_while_down = 0
         self.edge = self._new_edge()
@@ -159,7 +161,8 @@ class Run:
         self._schedule_injections()
 
     def _new_edge(self) -> EdgeService:
-        site_id, clock, provisioned, models = self._edge_parts
+        site_id, clock, models = self._edge_parts
+        provisioned = self.cloud.devices.provisioning(site_id)  # a restarted edge is provisioned afresh
         outbox = Outbox(self._outbox_path, _outbox_config(self.scenario.spec.edge), self._outbox_key)
         edge = EdgeService(
             site_id, clock, provisioned, models, self.scenario.ruleset, outbox,

@@ -1,4 +1,5 @@
-"""The cloud aggregation service: idempotent ingest from the edges, shadows, book, alerts.
+"""The cloud aggregation service: idempotent ingest from the edges, device registry and shadows,
+book, alerts.
 
 At-least-once on the wire becomes exactly-once in effect: each (site, outbox sequence) is
 applied once, and the ack is sent only after the batch is applied.
@@ -14,6 +15,7 @@ from cangtwin.platform.clock import Clock
 from cangtwin.platform.cloud.alert_desk import AlertDesk
 from cangtwin.platform.cloud.book import CollateralBook, Lot
 from cangtwin.platform.cloud.dedupe import SeenRanges
+from cangtwin.platform.cloud.device_registry import DeviceRegistry
 from cangtwin.platform.cloud.evidence import EvidenceRecorder
 from cangtwin.platform.processing import ServiceQueue
 from cangtwin.platform.registry.registry import PledgeRegistry
@@ -25,6 +27,7 @@ from cangtwin.platform.records import (
     Alert,
     BookSync,
     CaptureEvidence,
+    DeviceRetired,
     EdgeHeartbeat,
     EvidenceClip,
     GateEvent,
@@ -67,6 +70,7 @@ class CloudService:
         registry: PledgeRegistry | None = None,
         registry_poll_s: float = 0.5,
         escalate_after_s: float = 900.0,
+        devices: DeviceRegistry | None = None,
     ) -> None:
         self.clock = clock
         self.ruleset = ruleset
@@ -74,7 +78,9 @@ class CloudService:
         self.book = book
         self.tap = tap
         self.desk = AlertDesk()
+        self.devices = devices if devices is not None else DeviceRegistry()
         self.shadows: dict[str, DeviceShadow] = {}
+        self.unregistered_reports: Counter[str] = Counter()  # device → observations from outside the registry
         self.engine = RuleEngine(ruleset, "cloud", where="cloud")
         self.prices = PriceBook()
         self.registry = registry
@@ -158,7 +164,8 @@ class CloudService:
         self.sync_edge(site)
 
     def sync_edge(self, site: str) -> None:
-        """Send the edge its slice of the book (pledges, releases, tags)."""
+        """Send the edge its slice of the book (pledges, releases, tags), and the devices retired
+        there again, for an edge that missed the command in an outage."""
         lots = {lot.id: lot for lot in self.book.lots.values() if lot.site == site}
         command = BookSync(
             site=site,
@@ -171,6 +178,9 @@ class CloudService:
             masses={lid: lot.mass_kg for lid, lot in sorted(lots.items()) if lot.mass_kg and lot.present},
         )
         self._downlinks[site](record_encoder.encode(command))
+        for device in self.devices.at_site(site):
+            if not device.active:
+                self._downlinks[site](record_encoder.encode(DeviceRetired(site, device.record.id, device.reason)))
 
     def book_changed(self) -> None:
         """Push the new book to every edge (bank actions and inbound goods both change it)."""
@@ -241,7 +251,17 @@ class CloudService:
             if record.ruleset and record.ruleset != self.ruleset.sha256 and self.ruleset.text:
                 self._send_ruleset(site)  # an edge that missed the update (outage, restart) catches up
 
+    def retire_device(self, device: str, reason: str) -> None:
+        """Strike a device from the registry and from its edge: its frames are refused from now on."""
+        entry = self.devices.retire(device, self.clock.now(), reason)
+        self.tap("cloud.device-retired", {"device": device, "site": entry.site, "reason": reason})
+        if entry.site in self._downlinks:
+            self._downlinks[entry.site](record_encoder.encode(DeviceRetired(entry.site, device, reason)))
+
     def _shadow(self, observation: Observation) -> None:
+        if len(self.devices) and observation.device not in self.devices:
+            self.unregistered_reports[observation.device] += 1
+            return
         shadow = self.shadows.setdefault(observation.device, DeviceShadow())
         shadow.last_seen = max(shadow.last_seen, observation.clock)
         shadow.last[observation.kind] = observation.clock

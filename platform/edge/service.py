@@ -25,6 +25,7 @@ from cangtwin.platform.processing import ServiceQueue
 from cangtwin.platform.records import (
     BookSync,
     CaptureEvidence,
+    DeviceRetired,
     EdgeHeartbeat,
     EvidenceClip,
     Observation,
@@ -322,6 +323,9 @@ class EdgeService:
             self._capture(message)
         elif isinstance(message, RuleSetUpdate) and message.sha256 != self.engine.ruleset.sha256:
             self._apply_ruleset(message)
+        elif isinstance(message, DeviceRetired) and message.device in self.devices:
+            del self.devices[message.device]  # the authenticator's and the rules' view too: one dict
+            self.tap("edge.device-retired", message)
         elif isinstance(message, BookSync) and message.version > self.book.version:
             self.book.version = message.version
             self.book.pledged = dict(message.pledged)
