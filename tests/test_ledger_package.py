@@ -27,7 +27,8 @@ from cangtwin.platform.ledger.tree_head import (
     sign_tree_head,
 )
 
-ALERT = {"id": "A-17", "rule": "outbound-without-release", "lot": "CU-2024-031"}
+ALERT = {"type": "alert", "id": "A-17", "rule": "outbound-without-release", "lot": "CU-2024-031"}
+ALERT_ENTRY = msgspec.json.encode({**ALERT, "visible_at": 101.5})  # the alert as the ledger holds it
 KEYS = generate_party_keys()
 PUBLIC = public_key_bytes(KEYS)
 
@@ -39,7 +40,7 @@ def evidence(tmp_path_factory):
     heads = []
     with EvidenceLog.open(path, create=True) as log:
         for b in range(5):
-            block = [b"frame %d/%d" % (b, i) for i in range(3 + b)]
+            block = [ALERT_ENTRY if (b, i) == (0, 1) else b"frame %d/%d" % (b, i) for i in range(3 + b)]
             heads.append(sign_tree_head(log.append_block(block, timestamp=100.0 + b)[1], KEYS))
         package = build_package(log, ALERT, [1, 8, 13], heads, PUBLIC)
     return heads, package
@@ -70,8 +71,18 @@ def test_honest_package_verifies_with_pinned_keys(evidence):
     assert {"consistency 3->12", "consistency 12->18", "consistency 18->25"} <= set(names)
     assert "signatures@25" in names
     pkg = msgspec.json.decode(package, type=EvidencePackage)
-    assert pkg.alert == ALERT and [e.data for e in pkg.entries] == [b"frame 0/1", b"frame 2/1",
-                                                                    b"frame 3/1"]
+    assert pkg.alert == ALERT and [e.data for e in pkg.entries] == [ALERT_ENTRY, b"frame 2/1", b"frame 3/1"]
+
+
+def test_an_edited_alert_copy_fails_though_every_proof_holds(evidence):
+    edited = edit(evidence[1], lambda pkg: msgspec.structs.replace(pkg, alert={**pkg.alert, "lot": "CU-2024-099"}))
+    assert failed(verify_package(edited, 3, trusted_keys=PUBLIC)) == ["alert"]
+
+
+def test_a_package_that_drops_the_alert_entry_fails(evidence):
+    dropped = edit(evidence[1], lambda pkg: msgspec.structs.replace(pkg, entries=pkg.entries[1:]))
+    report = verify_package(dropped, 3, trusted_keys=PUBLIC)
+    assert failed(report) == ["alert"] and "no proven entry holds alert 'A-17'" in report.failures[0].detail
 
 
 def test_unpinned_keys_are_reported_as_such(evidence):
@@ -145,7 +156,7 @@ def test_structural_problems_are_named(evidence):
     assert failed(verify_package(edit(evidence[1], lambda p: msgspec.structs.replace(
         p, format="other/v9")), 3)) == ["format"]
     assert failed(verify_package(edit(evidence[1], lambda p: msgspec.structs.replace(
-        p, entries=[])), 3)) == ["entries"]
+        p, entries=[])), 3)) == ["entries", "alert"]
     assert "heads" in failed(verify_package(edit(evidence[1], lambda p: msgspec.structs.replace(
         p, heads=p.heads[::-1])), 3))
     orphan = PackageEntry(0, b"frame 0/0", 4, [])
@@ -217,8 +228,8 @@ def test_pipeline_output_packages_and_verifies(tmp_path):
     with EvidenceLog.open(tmp_path / "pipe.log", create=True) as log:
         pipeline = EvidencePipeline(clock, log, KEYS, PipelineConfig(max_block_entries=16))
         for i in range(100):
-            clock.call_later(i * 0.003, lambda i=i: pipeline.submit(b"clip %d" % i,
-                                                                     receipts.append))
+            data = ALERT_ENTRY if i == 0 else b"clip %d" % i
+            clock.call_later(i * 0.003, lambda data=data: pipeline.submit(data, receipts.append))
         env.run()
         indices = [r.index for r in receipts if r.index % 13 == 0]
         package = build_package(log, ALERT, indices, pipeline.heads, PUBLIC)

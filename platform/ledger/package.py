@@ -170,6 +170,21 @@ def _check_entries(package: EvidencePackage) -> list[Check]:
     return checks
 
 
+def _check_alert(package: EvidencePackage) -> Check:
+    """The package's readable copy of the alert must be the one its proven entry holds, or an
+    edited copy would ride along with valid proofs."""
+    for entry in package.entries:
+        try:
+            proven = msgspec.json.decode(entry.data)
+        except msgspec.DecodeError:
+            continue
+        if isinstance(proven, dict) and proven.get("type") == "alert" and proven.get("id") == package.alert.get("id"):
+            proven.pop("visible_at", None)
+            same = proven == package.alert
+            return Check("alert", same, "" if same else "the alert copy differs from its proven ledger entry")
+    return Check("alert", False, f"no proven entry holds alert {package.alert.get('id')!r}")
+
+
 def verify_package(package_bytes: bytes, required_signatures: int, *,
                    trusted_keys: Mapping[str, bytes] | None = None) -> VerificationReport:
     """Check a package offline: keys, head signatures (N of M), consistency, inclusion."""
@@ -190,4 +205,5 @@ def verify_package(package_bytes: bytes, required_signatures: int, *,
     checks += _check_heads(package, verifier)
     checks += _check_consistency(package)
     checks += _check_entries(package)
+    checks.append(_check_alert(package))
     return VerificationReport(checks, trusted_keys is not None)
