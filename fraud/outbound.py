@@ -25,8 +25,13 @@ def inject_unauthorized_outbound(
     lots: list[str],
     loans: list[str],
     record: Callable[[Label], None],
+    gate_watched: Callable[[], bool] | None = None,
 ) -> Label:
-    """`loans` are those the lots secure: their LTV may move when the goods are gone."""
+    """`loans` are those the lots secure: their LTV may move when the goods are gone.
+
+    `gate_watched` tells whether the edge was running when the truck crossed the gate (ground
+    truth the harness has; None: always). If it was not (an edge crash), the gate's reads went
+    nowhere and only the bays' scans can tell: inventory-mismatch becomes the primary rule."""
     value = sum(warehouse.lots[lot].mass_kg for lot in lots)
     label = Label(
         id=label_id,
@@ -37,13 +42,19 @@ def inject_unauthorized_outbound(
         magnitude=len(lots),
         magnitude_unit="lots",
         primary_rules=["outbound-unauthorized"],
-        secondary_rules=["inventory-mismatch", "ltv-band", "ltv-disposal"],
+        secondary_rules=["inventory-mismatch", "ltv-band", "ltv-disposal", "outbound-unauthorized-cloud"],
         detail={"mass_kg": round(value, 1), "via": "gate"},
     )
 
     def on_left(left: list[str], t: float) -> None:
         label.onset = t
         label.detail["lots_left"] = left
+        if gate_watched is not None and not gate_watched():
+            label.primary_rules = ["inventory-mismatch"]
+            label.secondary_rules = ["outbound-unauthorized"] + [
+                r for r in label.secondary_rules if r != "inventory-mismatch"
+            ]
+            label.detail["gate_unwatched"] = True
         record(label)
 
     def start(_event: simpy.Event) -> None:

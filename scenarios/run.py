@@ -34,6 +34,15 @@ from cangtwin.fraud.market import inject_feed_silence, inject_price_crash
 from cangtwin.fraud.outage import inject_uplink_outage
 from cangtwin.fraud.outbound import inject_unauthorized_outbound
 from cangtwin.fraud.substitution import inject_substitution
+from cangtwin.fraud.colluding_keeper import inject_colluding_keeper
+from cangtwin.fraud.edge_db_edit import inject_edge_db_edit
+from cangtwin.fraud.ledger_edit import inject_ledger_edit
+from cangtwin.fraud.lidar_occluder import inject_lidar_occluder
+from cangtwin.fraud.link_spikes import inject_link_spikes
+from cangtwin.fraud.partial_wheel import inject_partial_wheel
+from cangtwin.fraud.person_on_scale import inject_person_on_scale
+from cangtwin.fraud.tag_cloned import inject_tag_cloned
+from cangtwin.fraud.tag_moved import inject_tag_moved
 from cangtwin.platform.clock import SimPyClock
 from cangtwin.platform.config_file import InputError, read_text
 from cangtwin.platform.cloud.alert_desk import AlertCase
@@ -69,6 +78,17 @@ from cangtwin.scenarios.spec import (
     UnauthorizedOutbound,
     UplinkOutage,
     rules_file,
+)
+from cangtwin.scenarios.spec import (
+    EdgeDbEdit,
+    KeeperCollusion,
+    LedgerEdit,
+    LidarOccluded,
+    LinkSpikes,
+    PartialWheel,
+    PersonOnScale,
+    TagCloned,
+    TagMoved,
 )
 from cangtwin.twin.market import reference_feed
 from cangtwin.twin.network import Link, LinkProfile
@@ -146,7 +166,7 @@ class Run:
         )
         self._outbox_key = Ed25519PrivateKey.from_private_bytes(self.streams.get("edge.keys").bytes(32))
         # In memory unless the edge is to crash: then it must be a file that survives the restart.
-        crashes = any(isinstance(inj, EdgeCrash) for inj in spec.injections)
+        crashes = any(isinstance(inj, (EdgeCrash, EdgeDbEdit)) for inj in spec.injections)
         self._outbox_path = workdir / "edge-outbox.sqlite" if crashes else None
         if self._outbox_path:
             for leftover in workdir.glob("edge-outbox.sqlite*"):
@@ -272,7 +292,8 @@ class Run:
 
     def _schedule_injections(self) -> None:
         start = self.env.now
-        platform_side = (PriceCrash, PriceFeedSilent, DuplicatePledge, UplinkOutage, EdgeCrash)
+        platform_side = (PriceCrash, PriceFeedSilent, DuplicatePledge, UplinkOutage, EdgeCrash, LedgerEdit, EdgeDbEdit,
+                         LinkSpikes)
         for inj in self.scenario.spec.injections:
             if self.replay and not isinstance(inj, platform_side):
                 continue  # acts on the twin or a device: its effects are in the recorded frames
@@ -282,7 +303,8 @@ class Run:
             elif isinstance(inj, UnauthorizedOutbound):
                 loans = sorted({self.cloud.book.pledges[lot] for lot in inj.lots if lot in self.cloud.book.pledges})
                 inject_unauthorized_outbound(
-                    self.env, self.warehouse, inj.id, start + inj.at, list(inj.lots), loans, self._record_label
+                    self.env, self.warehouse, inj.id, start + inj.at, list(inj.lots), loans, self._record_label,
+                    gate_watched=lambda: self.edge.running,
                 )
             elif isinstance(inj, ForgedDevice):
                 claimed = inj.device if inj.mode == "wrong-key" else f"rogue-{inj.device}"
@@ -328,6 +350,48 @@ class Run:
             elif isinstance(inj, UplinkOutage):
                 inject_uplink_outage(inj.id, self.scenario.site.id, start + inj.at, inj.duration,
                                      [self.uplink, self.downlink], self._record_label)
+            else:
+                self._inject_catalog(inj, start + inj.at)
+
+    def _inject_catalog(self, inj, when: float) -> None:
+        """Weighbridge, tag, LiDAR, ledger, outbox, link and keeper injectors (one branch each)."""
+        schedule = lambda t, action: self._at(t - self.env.now, action)  # noqa: E731
+        site = self.scenario.site.id
+        if isinstance(inj, PartialWheel):
+            inject_partial_wheel(self.warehouse, inj.id, when, inj.weighbridge, list(inj.lots), inj.overhang_m,
+                                 self._record_label)
+        elif isinstance(inj, PersonOnScale):
+            inject_person_on_scale(self.warehouse, inj.id, when, inj.weighbridge, inj.mass_kg, inj.on_after_s,
+                                   inj.stay_s, self._record_label)
+        elif isinstance(inj, TagCloned):
+            inject_tag_cloned(self.env, self.warehouse, inj.id, when, inj.leaves, inj.clone_of, self._record_label)
+        elif isinstance(inj, TagMoved):
+            inject_tag_moved(self.env, self.warehouse, inj.id, when, inj.lot, inj.swap_with, self._record_label)
+        elif isinstance(inj, LidarOccluded):
+            inject_lidar_occluder(self.env, self.warehouse, inj.id, when, inj.lidar, inj.size_m, inj.below_m,
+                                  self._record_label)
+        elif isinstance(inj, LedgerEdit):
+            inject_ledger_edit(inj.id, when, self.workdir / "ledger.log", inj.entry, inj.rehash, schedule,
+                               self._record_label)
+        elif isinstance(inj, EdgeDbEdit):
+            inject_edge_db_edit(inj.id, site, when, inj.down_for, self._outbox_path, self.streams.get(f"fraud.{inj.id}"),
+                                self._crash_edge, self._restart_edge, schedule, self._record_label)
+        elif isinstance(inj, LinkSpikes):
+            links = {"devices": self.device_link, "uplink": self.uplink, "downlink": self.downlink}
+            inject_link_spikes(inj.id, site, when, inj.duration, inj.loss, inj.extra_latency_s,
+                               [links[name] for name in inj.links], self._record_label)
+        elif isinstance(inj, KeeperCollusion):
+            camera = self.fleet[inj.cover_camera] if inj.cover_camera else None
+            inject_colluding_keeper(
+                self.env, self.warehouse, inj.id, when, list(inj.lots), inj.cover_camera,
+                camera.cover if camera else None, self._mark_released_at_edge if inj.edit_edge_book else None,
+                self._record_label,
+            )
+
+    def _mark_released_at_edge(self, lots: list[str]) -> None:
+        """The keeper's console edit: the edge's local copy of the book shows the lots released."""
+        self.edge.book.released.update(lots)
+        self.log.record("fraud.edge-book-edit", {"released": sorted(lots)})
 
     def _record_label(self, label: Label) -> None:
         self.labels.append(label)

@@ -193,9 +193,110 @@ class PriceFeedSilent(StrictModel):
     duration: Seconds
 
 
+class PartialWheel(StrictModel):
+    """The truck collecting `lots` stops short on `weighbridge` at its loaded weighing, its centre of
+    mass `overhang_m` beyond the plate's edge (fraud/partial_wheel.py)."""
+
+    kind: Literal["partial-wheel"]
+    id: str
+    at: Seconds
+    weighbridge: str
+    lots: list[str] = pydantic.Field(min_length=1)
+    overhang_m: float = pydantic.Field(gt=0, le=6)
+
+
+class PersonOnScale(StrictModel):
+    """A body of `mass_kg` steps onto `weighbridge` `on_after_s` into the first weighing at or after
+    `at`, and off again `stay_s` later (fraud/person_on_scale.py)."""
+
+    kind: Literal["person-on-scale"]
+    id: str
+    at: Seconds
+    weighbridge: str
+    mass_kg: float = pydantic.Field(default=80.0, gt=0, le=1000)
+    on_after_s: float = pydantic.Field(default=12.0, ge=0, le=30)
+    stay_s: float = pydantic.Field(default=15.0, gt=0, le=30)
+
+
+class TagCloned(StrictModel):
+    """The goods of `leaves` go out wearing a clone of `clone_of`'s tag; `clone_of` stays in its bay."""
+
+    kind: Literal["tag-cloned"]
+    id: str
+    at: Seconds
+    leaves: str
+    clone_of: str
+
+
+class TagMoved(StrictModel):
+    """The tags of pledged `lot` and released `swap_with` are swapped; `lot` then leaves as `swap_with`."""
+
+    kind: Literal["tag-moved"]
+    id: str
+    at: Seconds
+    lot: str
+    swap_with: str
+
+
+class LidarOccluded(StrictModel):
+    """A board of side `size_m` is hung `below_m` under the LiDAR `lidar`."""
+
+    kind: Literal["lidar-occluded"]
+    id: str
+    at: Seconds
+    lidar: str
+    size_m: float = pydantic.Field(default=1.0, gt=0, le=10)
+    below_m: float = pydantic.Field(default=1.0, gt=0, le=20)
+
+
+class LedgerEdit(StrictModel):
+    """One byte of committed ledger entry `entry` is changed at rest; with `rehash` the forger also
+    fixes the leaf hash and commit roots, so only the signed tree heads can tell."""
+
+    kind: Literal["ledger-edit"]
+    id: str
+    at: Seconds
+    entry: int = pydantic.Field(default=0, ge=0)
+    rehash: bool = True
+
+
+class EdgeDbEdit(StrictModel):
+    """The edge is stopped at `at`, one unsent outbox row is altered, and it restarts `down_for` later."""
+
+    kind: Literal["edge-db-edit"]
+    id: str
+    at: Seconds
+    down_for: Seconds
+
+
+class LinkSpikes(StrictModel):
+    """`links` drop `loss` of their messages and add `extra_latency_s` for `duration`."""
+
+    kind: Literal["link-spikes"]
+    id: str
+    at: Seconds
+    duration: Seconds
+    loss: float = pydantic.Field(default=0.2, ge=0, lt=1)
+    extra_latency_s: float = pydantic.Field(default=0.5, ge=0, le=600)
+    links: list[Literal["devices", "uplink", "downlink"]] = pydantic.Field(default=["uplink", "downlink"], min_length=1)
+
+
+class KeeperCollusion(StrictModel):
+    """The keeper covers `cover_camera` (if named), marks `lots` released in the edge's local book
+    (if `edit_edge_book`), and lets them out through the gate (fraud/colluding_keeper.py)."""
+
+    kind: Literal["colluding-keeper"]
+    id: str
+    at: Seconds
+    lots: list[str] = pydantic.Field(min_length=1)
+    cover_camera: str | None = None
+    edit_edge_book: bool = True
+
+
 Injection = Annotated[
     Union[UnauthorizedOutbound, ForgedDevice, UplinkOutage, PriceCrash, PriceFeedSilent, DuplicatePledge, EdgeCrash,
-          Substitution, CameraTamper, DeviceFault],
+          Substitution, CameraTamper, DeviceFault, PartialWheel, PersonOnScale, TagCloned, TagMoved, LidarOccluded,
+          LedgerEdit, EdgeDbEdit, LinkSpikes, KeeperCollusion],
     pydantic.Field(discriminator="kind"),
 ]
 
@@ -343,6 +444,24 @@ def _start_epoch(spec: ScenarioFile, site: Site, locator: Locator) -> float:
     return local.timestamp()
 
 
+def _check_new_injection(inj, i: int, site: Site, locator: Locator, unknown_lots) -> None:
+    """References of the weighbridge, tag, LiDAR and keeper injections."""
+    typed = {d.id: d.type for d in site.spec.devices}
+    if isinstance(inj, (PartialWheel, PersonOnScale)) and inj.weighbridge not in {w.id for w in site.spec.weighbridges}:
+        raise locator.error(("injections", i, "weighbridge"), f"no weighbridge {inj.weighbridge!r} on site {site.id}")
+    if isinstance(inj, (PartialWheel, KeeperCollusion)):
+        unknown_lots(("injections", i, "lots"), inj.lots)
+    lots = {f"{bay.id}-{n:02d}" for bay in site.spec.bays for n in range(1, bay.initial_lots + 1)}
+    named = {"tag-cloned": ("leaves", "clone_of"), "tag-moved": ("lot", "swap_with")}.get(inj.kind, ())
+    for name in named:
+        if getattr(inj, name) not in lots:
+            raise locator.error(("injections", i, name), f"unknown lot {getattr(inj, name)!r} (lots are named like B01-01)")
+    if isinstance(inj, LidarOccluded) and typed.get(inj.lidar) != "lidar":
+        raise locator.error(("injections", i, "lidar"), f"no LiDAR {inj.lidar!r} on site {site.id}")
+    if isinstance(inj, KeeperCollusion) and inj.cover_camera is not None and typed.get(inj.cover_camera) != "camera":
+        raise locator.error(("injections", i, "cover_camera"), f"no camera {inj.cover_camera!r} on site {site.id}")
+
+
 def _check_references(spec: ScenarioFile, site: Site, ruleset: RuleSet, locator: Locator) -> None:
     source = Path(locator.source)
     lots = {f"{bay.id}-{n:02d}" for bay in site.spec.bays for n in range(1, bay.initial_lots + 1)}
@@ -400,6 +519,7 @@ def _check_references(spec: ScenarioFile, site: Site, ruleset: RuleSet, locator:
             raise locator.error(("injections", i, "commodity"), f"unknown commodity {inj.commodity!r}")
         if isinstance(inj, ForgedDevice) and inj.mode == "wrong-key" and inj.device not in devices:
             raise locator.error(("injections", i, "device"), f"unknown device {inj.device!r}")
+        _check_new_injection(inj, i, site, locator, unknown_lots)
     for i, exp in enumerate(spec.expectations):
         if isinstance(exp, (Detect, NoAlerts)) and exp.rule not in rules:
             raise locator.error(("expectations", i, "rule"), f"rule {exp.rule!r} is not in rule set {ruleset.name}")

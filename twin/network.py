@@ -42,6 +42,7 @@ class Link:
     stats: LinkStats = field(default_factory=LinkStats)
     _queue: deque = field(default_factory=deque)  # FIFO mode: (arrival, data, deliver) in send order
     _outages: list[tuple[float, float]] = field(default_factory=list)
+    _spikes: list[tuple[float, float, float, float]] = field(default_factory=list)  # start, end, loss, extra s
 
     def __post_init__(self) -> None:
         self._outages.extend(self.profile.outages)
@@ -49,6 +50,15 @@ class Link:
     def add_outage(self, start: float, end: float) -> None:
         """A fault injector cuts the link for [start, end)."""
         self._outages.append((start, end))
+
+    def add_spike(self, start: float, end: float, loss: float, extra_latency_s: float) -> None:
+        """A fault injector degrades the link for [start, end): this loss rate (when above the
+        profile's) and this much more latency on top of the base and jitter."""
+        self._spikes.append((start, end, loss, extra_latency_s))
+
+    def _spike(self, at: float) -> tuple[float, float]:
+        worst = [(loss, extra) for start, end, loss, extra in self._spikes if start <= at < end]
+        return (max(loss for loss, _ in worst), max(extra for _, extra in worst)) if worst else (0.0, 0.0)
 
     def is_up(self, at: float) -> bool:
         return not any(start <= at < end for start, end in self._outages)
@@ -59,10 +69,12 @@ class Link:
         if not self.is_up(now):
             self.stats.dropped_in_outage += 1
             return
-        if self.profile.loss and self.rng.random() < self.profile.loss:
+        spike_loss, spike_latency = self._spike(now) if self._spikes else (0.0, 0.0)
+        loss = max(self.profile.loss, spike_loss)
+        if loss and self.rng.random() < loss:
             self.stats.lost += 1
             return
-        arrival = now + self.profile.base_latency_s + (self.rng.exponential(self.profile.jitter_s) if self.profile.jitter_s else 0.0)
+        arrival = now + spike_latency + self.profile.base_latency_s + (self.rng.exponential(self.profile.jitter_s) if self.profile.jitter_s else 0.0)
         if self.fifo:
             # One queue per link: a message never overtakes an earlier one, as on a TCP stream.
             self._queue.append((arrival, data, deliver))

@@ -1,0 +1,43 @@
+"""RFID tags cloned or moved, and a LiDAR occluded: frauds in the world that the bays' scans reveal."""
+
+from __future__ import annotations
+
+import json
+
+from injector_runs import latency, run_library
+
+LIDAR_PERIOD_S = 60.0
+
+
+def test_cloned_tags_are_caught_by_the_gate_or_by_the_bay_scans():
+    outcome, result = run_library("tag-cloned")
+    assert result["status"] == "SUCCESS", result["criteria"]
+    # A clone of a pledged, unreleased lot: the gate read alone is an unauthorized outbound.
+    assert result["detections"]["clone-pledged"]["rule"] == "outbound-unauthorized"
+    assert latency(result, "clone-pledged") <= 2.0
+    # A clone of a released lot passes the gate; the LiDAR sees both bays disagree with the book.
+    assert result["detections"]["clone-released"]["rule"] == "inventory-mismatch"
+    assert latency(result, "clone-released") <= 2 * LIDAR_PERIOD_S + 10
+    bays = {a["detail"]["bay"] for a in result["alerts"] if a["rule"] == "inventory-mismatch"}
+    assert {"B09", "B10"} <= bays  # one bay emptier, the other fuller than the book
+    assert result["false_alarms"] == [] and result["missed"] == []
+    # The twin really kept the original: B09-03's goods left, B10-01's never did.
+    left = {lot for line in outcome.log.lines if b'"twin.goods-left"' in line for lot in json.loads(line)["data"]["lots"]}
+    assert "B09-03" in left and "B10-01" not in left
+
+
+def test_swapped_tags_let_pledged_goods_out_as_released_ones_and_the_scans_catch_it():
+    _, result = run_library("tag-moved")
+    assert result["status"] == "SUCCESS", result["criteria"]
+    assert result["detections"]["swapped"]["rule"] == "inventory-mismatch"
+    assert latency(result, "swapped") <= 2 * LIDAR_PERIOD_S + 10
+    assert not [a for a in result["alerts"] if a["rule"] == "outbound-unauthorized"]  # the gate was fooled
+    assert result["false_alarms"] == []
+
+
+def test_a_board_in_front_of_the_lidar_is_caught_within_two_scans():
+    _, result = run_library("lidar-occluded")
+    assert result["status"] == "SUCCESS", result["criteria"]
+    assert result["detections"]["board"]["rule"] == "lidar-tamper"
+    assert latency(result, "board") <= 2 * LIDAR_PERIOD_S + 10
+    assert result["false_alarms"] == []
