@@ -262,3 +262,13 @@ def replay(run_dir: Path, rules: Path | None, out: Path | None) -> None:
     console.print(f"alerts: {len(original['alerts'])} → {len(result['alerts'])}; "
                   f"false alarms: {len(original['false_alarms'])} → {len(result['false_alarms'])}; "
                   f"verdicts {'identical' if same else 'changed'}")
+
+
+def _register_commands() -> None:
+    """Commands that live with the package they drive."""
+    from cangtwin.platform.api.cli import api_token
+
+    main.add_command(api_token)
+
+
+_register_commands()
