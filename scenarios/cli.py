@@ -267,8 +267,10 @@ def replay(run_dir: Path, rules: Path | None, out: Path | None) -> None:
 def _register_commands() -> None:
     """Commands that live with the package they drive."""
     from cangtwin.platform.api.cli import api_token
+    from cangtwin.platform.live.cli import broker_config, serve
 
-    main.add_command(api_token)
+    for command in (api_token, serve, broker_config):
+        main.add_command(command)
 
 
 _register_commands()

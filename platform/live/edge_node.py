@@ -1,0 +1,171 @@
+"""One warehouse's edge as a live service: EdgeService on wall time, talking MQTT.
+
+Two MQTT sessions, as on a real site: the device side (the warehouse LAN, often a broker in the
+warehouse) and the uplink (the WAN to the cloud's broker); they may be the same broker. An uplink
+outage therefore does not stop the edge hearing its devices and alerting locally (边缘自治).
+
+Device frames arrive on `cangtwin/<site>/dev/+`; the edge acknowledges them to the broker only
+after the records they produced are in the on-disk outbox, so a `kill -9` loses nothing the
+broker was told is safe. Outbox batches go up at QoS 1 and leave the outbox only when the
+cloud's ack record arrives, i.e. after the cloud committed them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import msgspec
+import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from cangtwin.platform.clock import AsyncioClock
+from cangtwin.platform.edge.auth import DeviceRecord
+from cangtwin.platform.edge.outbox import Outbox, OutboxConfig, OutboxFull
+from cangtwin.platform.edge.service import EdgeService, EdgeTiming
+from cangtwin.platform.live import topics
+from cangtwin.platform.live.mqtt import MqttEndpoint, MqttSettings
+from cangtwin.platform.rules.ruleset import RuleSet
+from cangtwin.platform.thing_model import ThingModel
+
+Tap = Callable[[str, object], None]
+# Wall time: the code's own cost is the service time; the ack timeout bounds a resend after loss.
+LIVE_TIMING = EdgeTiming(per_message_s=0.0, linger_s=0.01, ack_timeout_s=2.0)
+
+
+def outbox_key(path: Path) -> Ed25519PrivateKey:
+    """The edge's checkpoint-signing key, kept next to its outbox so a restart signs as the same edge."""
+    key_path = path.with_name(path.name + ".key")
+    if key_path.exists():
+        return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(key_path.read_text(encoding="ascii").strip()))
+    key = Ed25519PrivateKey.generate()
+    key_path.write_text(key.private_bytes_raw().hex() + "\n", encoding="ascii")
+    key_path.chmod(0o600)
+    return key
+
+
+@dataclass
+class EdgeStats:
+    frames: int = 0
+    uplinked_batches: int = 0
+    highest_sent_seq: int = 0  # the newest outbox entry handed to the broker so far
+    downlinks: int = 0
+    bad_downlinks: int = 0
+
+
+class _CommitNotifyingOutbox:
+    """The outbox, telling the node when an append is durable (so device frames can be acked)
+    and which entries it handed to the uplink."""
+
+    def __init__(self, outbox: Outbox, committed: Callable[[], None], stats: EdgeStats) -> None:
+        self._outbox = outbox
+        self._committed = committed
+        self._stats = stats
+
+    def append_many(self, items, now):
+        try:
+            seqs = self._outbox.append_many(items, now)
+        except OutboxFull:  # refused under the reject policy, counted and alerted: settled too
+            self._committed()
+            raise
+        self._committed()
+        return seqs
+
+    def next_batch(self, max_items, now):
+        entries = self._outbox.next_batch(max_items, now)  # in priority order, not sequence order
+        self._stats.highest_sent_seq = max([self._stats.highest_sent_seq, *(entry.seq for entry in entries)])
+        return entries
+
+    @property
+    def head(self):
+        return self._outbox.head
+
+    def ack(self, seqs):
+        return self._outbox.ack(seqs)
+
+    def take_gaps(self):
+        return self._outbox.take_gaps()
+
+
+class EdgeNode:
+    def __init__(
+        self,
+        site: str,
+        mqtt_settings: MqttSettings,
+        devices: dict[str, DeviceRecord],
+        models: dict[str, ThingModel],
+        ruleset: RuleSet,
+        outbox_path: Path,
+        outbox_config: OutboxConfig,
+        tap: Tap = lambda _kind, _record: None,
+        timing: EdgeTiming = LIVE_TIMING,
+        device_mqtt: MqttSettings | None = None,
+    ) -> None:
+        """`mqtt_settings` is the uplink's broker; `device_mqtt` the devices' one (default: the same)."""
+        self.site = site
+        self.stats = EdgeStats()
+        self._tap = tap
+        self._unsettled: list[mqtt.MQTTMessage] = []
+        self.outbox = Outbox(outbox_path, outbox_config, outbox_key(outbox_path))
+        self.link = MqttEndpoint(f"edge-{site}", mqtt_settings, self._on_message, manual_ack=True)
+        self.device_link = MqttEndpoint(f"edge-{site}-devices", device_mqtt or mqtt_settings, self._on_frame,
+                                        manual_ack=True)
+        self.link.subscribe(topics.ack(site))
+        self.link.subscribe(topics.command(site))
+        self.device_link.subscribe(topics.devices(site))
+        self._build = (devices, models, ruleset, timing)
+        self.service: EdgeService | None = None
+        self.online_at_start = False
+
+    async def start(self) -> None:
+        devices, models, ruleset, timing = self._build
+        self.service = EdgeService(
+            self.site, AsyncioClock(), devices, models, ruleset,
+            _CommitNotifyingOutbox(self.outbox, self._settle_frames, self.stats), self._send_uplink, self._tap,
+            timing=timing, send_command=self._send_command,
+        )
+        self.service.start()
+        await self.device_link.start(offline_ok=True)
+        self.online_at_start = await self.link.start(offline_ok=True)
+
+    def _on_frame(self, message: mqtt.MQTTMessage) -> None:
+        service = self.service
+        if service is None or not service.running:
+            return  # not acked: the broker keeps it for the next run of this edge
+        self.stats.frames += 1
+        service.on_frame(message.payload)
+        self._unsettled.append(message)
+
+    def _on_message(self, message: mqtt.MQTTMessage) -> None:
+        service = self.service
+        if service is None or not service.running:
+            return
+        self.stats.downlinks += 1
+        try:
+            service.on_downlink(message.payload)  # an ack is applied to the outbox (committed) right here
+        except msgspec.DecodeError as err:  # only the cloud may write here (ACL); still, never loop on it
+            self.stats.bad_downlinks += 1
+            self._tap("edge.bad-downlink", {"topic": message.topic, "error": str(err)})
+        self.link.ack(message)
+
+    def _settle_frames(self) -> None:
+        """Every frame admitted so far has its records in the outbox: the broker may forget them."""
+        unsettled, self._unsettled = self._unsettled, []
+        for message in unsettled:
+            self.device_link.ack(message)
+
+    def _send_uplink(self, data: bytes) -> None:
+        self.stats.uplinked_batches += 1
+        self.link.publish(topics.uplink(self.site), data)
+
+    def _send_command(self, device: str, action: str, args: dict) -> None:
+        self.device_link.publish(topics.device_command(self.site, device), json.dumps({"action": action, **args}).encode())
+
+    def close(self) -> None:
+        if self.service is not None:
+            self.service.stop()
+        self.device_link.close()
+        self.link.close()
+        self.outbox.close()

@@ -1,0 +1,1 @@
+"""Alembic migrations of the cloud store, run in code by `store.migrate`."""

@@ -1,0 +1,150 @@
+"""A paho-mqtt client whose callbacks run on an asyncio loop.
+
+paho runs its network loop in a thread of its own; every message is handed to the asyncio loop
+in arrival order, so platform code stays single-threaded as under SimPy. Sessions are MQTT 5
+persistent sessions (clean start off, an expiry interval), so QoS 1 messages queued for a client
+while it was away are delivered when it returns, and with `manual_ack` a message is
+acknowledged to the broker only when the platform says it is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    keepalive_s: int = 5
+    session_expiry_s: int = 3600
+    connect_timeout_s: float = 10.0
+
+
+class MqttRefused(ConnectionError):
+    """The broker refused the connection (bad credentials, not authorised) or never answered."""
+
+
+class MqttEndpoint:
+    """One MQTT client: subscriptions survive reconnects; `on_message` runs on the asyncio loop."""
+
+    def __init__(
+        self,
+        client_id: str,
+        settings: MqttSettings,
+        on_message: Callable[[mqtt.MQTTMessage], None],
+        manual_ack: bool = False,
+        will: tuple[str, bytes, bool] | None = None,
+    ) -> None:
+        self.client_id = client_id
+        self.settings = settings
+        self.on_message = on_message
+        self.manual_ack = manual_ack
+        self.filters: set[str] = set()
+        self.connected = False
+        self.connects = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._first: asyncio.Future | None = None
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+                             manual_ack=manual_ack)
+        if settings.username is not None:
+            client.username_pw_set(settings.username, settings.password)
+        if will is not None:
+            topic, payload, retain = will
+            client.will_set(topic, payload, qos=1, retain=retain)
+        client.reconnect_delay_set(min_delay=0.05, max_delay=1)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self.client = client
+
+    async def start(self, offline_ok: bool = False) -> bool:
+        """Connect and wait for the broker's CONNACK; MqttRefused if it says no.
+
+        A broker that stays silent is MqttRefused too, unless `offline_ok`: then the client keeps
+        trying in the background and this returns False (an edge must work offline: 边缘自治).
+        """
+        timeout_s = self.settings.connect_timeout_s
+        self._loop = asyncio.get_running_loop()
+        self._first = self._loop.create_future()
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self.settings.session_expiry_s
+        self.client.connect_async(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s,
+                                  clean_start=False, properties=properties)
+        self.client.loop_start()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._first), timeout_s)
+            return True
+        except TimeoutError:
+            if offline_ok:
+                return False
+            self.close()
+            raise MqttRefused(f"{self.client_id}: no answer from {self.settings.host}:{self.settings.port} "
+                              f"within {timeout_s:.0f} s") from None
+        except MqttRefused:
+            self.close()
+            raise
+
+    def _on_connect(self, client, _userdata, _flags, reason, _properties) -> None:
+        if reason.is_failure:
+            self._settle(MqttRefused(f"{self.client_id}: broker refused the connection: {reason}"))
+            return
+        self.connected = True
+        self.connects += 1
+        for topic in sorted(self.filters):
+            client.subscribe(topic, qos=1)
+        self._settle(None)
+
+    def _settle(self, error: Exception | None) -> None:
+        loop, first = self._loop, self._first
+        if loop is None or first is None:
+            return
+
+        def settle() -> None:
+            if not first.done():
+                first.set_exception(error) if error else first.set_result(None)
+
+        loop.call_soon_threadsafe(settle)
+
+    def _on_disconnect(self, _client, _userdata, _flags, _reason, _properties) -> None:
+        self.connected = False
+
+    def _on_message(self, _client, _userdata, message: mqtt.MQTTMessage) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.on_message, message)
+
+    def subscribe(self, topic: str) -> None:
+        self.filters.add(topic)
+        if self.connected:
+            self.client.subscribe(topic, qos=1)
+
+    def unsubscribe(self, topic: str) -> None:
+        self.filters.discard(topic)
+        if self.connected:
+            self.client.unsubscribe(topic)
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        """QoS 1; while disconnected paho keeps the message and sends it after reconnecting."""
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            raise ConnectionError(f"{self.client_id}: publish to {topic} failed: {info.rc}")
+
+    def ack(self, message: mqtt.MQTTMessage) -> None:
+        """Tell the broker a message is committed (only meaningful with manual_ack)."""
+        if self.manual_ack and message.qos > 0:
+            self.client.ack(message.mid, message.qos)
+
+    def close(self) -> None:
+        """A clean goodbye: the session stays on the broker, the will is not sent."""
+        self.client.disconnect()
+        self.client.loop_stop()

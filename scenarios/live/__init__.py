@@ -1,0 +1,1 @@
+"""Live-mode harness pieces: faults injected into real connections (a TCP fault proxy)."""
