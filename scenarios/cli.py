@@ -268,8 +268,10 @@ def _register_commands() -> None:
     """Commands that live with the package they drive."""
     from cangtwin.platform.api.cli import api_token
     from cangtwin.platform.live.cli import broker_config, serve
+    from cangtwin.scenarios.fidelity import fidelity
+    from cangtwin.scenarios.site_show import site
 
-    for command in (api_token, serve, broker_config):
+    for command in (api_token, serve, broker_config, site, fidelity):
         main.add_command(command)
 
 

@@ -177,6 +177,8 @@ def _check_geometry(spec: SiteFile, locator: Locator) -> None:
         known = {"gate": gates, "weighbridge": scales.keys(), "forklift": forklifts}
         if ref and getattr(device, ref) not in known[ref]:
             fail("devices", i, ref, f"{device.type} {device.id} must name a known {ref}")
+        if device.type == "camera" and (device.look_at is None or tuple(device.look_at) == tuple(device.position)):
+            fail("devices", i, "look_at", f"camera {device.id} needs a look_at point other than its position")
         for bay in device.bays:
             if bay not in ids:
                 fail("devices", i, "bays", f"unknown bay {bay!r}")
