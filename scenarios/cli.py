@@ -267,11 +267,12 @@ def replay(run_dir: Path, rules: Path | None, out: Path | None) -> None:
 def _register_commands() -> None:
     """Commands that live with the package they drive."""
     from cangtwin.platform.api.cli import api_token
+    from cangtwin.dash_app.cli import dash
     from cangtwin.platform.live.cli import broker_config, serve
     from cangtwin.scenarios.fidelity import fidelity
     from cangtwin.scenarios.site_show import site
 
-    for command in (api_token, serve, broker_config, site, fidelity):
+    for command in (api_token, serve, broker_config, site, fidelity, dash):
         main.add_command(command)
 
 
