@@ -271,8 +271,9 @@ def _register_commands() -> None:
     from cangtwin.platform.live.cli import broker_config, serve
     from cangtwin.scenarios.fidelity import fidelity
     from cangtwin.scenarios.site_show import site
+    from cangtwin.scenarios.sweep_cli import sweep_command
 
-    for command in (api_token, serve, broker_config, site, fidelity, dash):
+    for command in (api_token, serve, broker_config, site, fidelity, dash, sweep_command):
         main.add_command(command)
 
 
