@@ -21,16 +21,19 @@ def print_summary(console: Console, result: dict, timezone: str) -> None:
     console.rule(f"[bold]{prov['scenario']}[/] · site {prov['site']} · seed {prov['seed']} · {prov['ruleset']}")
 
     detections = Table(title="Injected frauds and their detection (simulated time)", title_justify="left")
-    for col in ("label", "kind", "targets", "onset", "caught by", "alert", "edge latency", "bank-visible latency"):
+    for col in ("label", "kind", "targets", "onset", "caught by", "alert", "edge latency", "bank-visible latency",
+                "money at risk"):
         detections.add_column(col)
     for label in result["labels"]:
         d = result["detections"].get(label["id"])
+        risk = result.get("money_at_risk", {}).get(label["id"])
         missed = "[bold red]MISSED[/]" if label["primary_rules"] else "[dim]—[/]"
         onset = "—" if label["onset"] is None else datetime.fromtimestamp(label["onset"], tz).strftime("%H:%M:%S.%f")[:-3]
         detections.add_row(
             label["id"], label["kind"], ", ".join(label["targets"]), onset,
             d["rule"] if d else missed, d["alert"] if d else "—",
             _seconds(d["edge_latency_s"]) if d else "—", _seconds(d["bank_latency_s"]) if d else "—",
+            f"¥{risk['value_cny']:,.0f} ({risk['exposure_cny_h']:,.0f} ¥·h)" if risk and risk["value_cny"] else "—",
         )
     console.print(detections)
     for label_id, d in result["detections"].items():

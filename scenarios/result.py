@@ -15,6 +15,7 @@ import msgspec
 
 from cangtwin.scenarios.criteria import Criterion, Status, at_least, at_most, overall
 from cangtwin.scenarios.matching import MatchResult, match
+from cangtwin.scenarios.money_at_risk import money_at_risk
 from cangtwin.scenarios.run import RunOutcome
 from cangtwin.scenarios.spec import Detect, NoAlerts, NoFalseAlarms, Rejections, ZeroLoss
 
@@ -67,6 +68,9 @@ def build_result(outcome: RunOutcome, log_sha256: str) -> dict:
     matched = match(outcome.labels, outcome.alerts)
     criteria = evaluate(outcome, matched)
     duration_days = scenario.spec.duration / 86400
+    labels = [msgspec.to_builtins(label) for label in outcome.labels]
+    detections = {k: asdict(v) for k, v in sorted(matched.detections.items())}
+    list_price = {name: c.value_cny_per_t for name, c in scenario.site.spec.commodities.items()}
     return {
         "format": RESULT_FORMAT,
         "provenance": {
@@ -83,8 +87,9 @@ def build_result(outcome: RunOutcome, log_sha256: str) -> dict:
         },
         "status": overall(criteria).value,
         "criteria": [msgspec.to_builtins(asdict(c)) for c in criteria],
-        "labels": [msgspec.to_builtins(label) for label in outcome.labels],
-        "detections": {k: asdict(v) for k, v in sorted(matched.detections.items())},
+        "labels": labels,
+        "detections": detections,
+        "money_at_risk": money_at_risk(labels, detections, outcome.log.lines, list_price, scenario.end_epoch),
         "missed": matched.missed(outcome.labels),
         "repeats": matched.repeats,
         "secondary": matched.secondary,
