@@ -73,7 +73,10 @@ def scenario_files(folder_or_files: Path | Sequence[Path]) -> list[Path]:
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
-    """Mean and its two-sided Student-t confidence interval over replications (none for n < 2)."""
+    """Mean and its two-sided Student-t confidence interval over replications (none for n < 2).
+
+    Every figure aggregated here (latencies, rates, shares, money) is non-negative, so the interval
+    is cut at 0 rather than reporting a negative latency."""
     n = len(values)
     if n == 0:
         return {"n": 0, "mean": None, "ci95": None, "values": []}
@@ -81,7 +84,7 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> dict[str, Any]
     ci = None
     if n > 1:
         half = float(stats.t.ppf((1 + confidence) / 2, n - 1)) * statistics.stdev(values) / math.sqrt(n)
-        ci = [round(mean - half, 6), round(mean + half, 6)]
+        ci = [round(max(0.0, mean - half), 6), round(mean + half, 6)]
     return {"n": n, "mean": round(mean, 6), "ci95": ci, "values": list(values)}
 
 
