@@ -67,7 +67,7 @@ def build_result(outcome: RunOutcome, log_sha256: str) -> dict:
     scenario = outcome.scenario
     matched = match(outcome.labels, outcome.alerts)
     criteria = evaluate(outcome, matched)
-    duration_days = scenario.spec.duration / 86400
+    site_days = scenario.spec.duration / 86400 * len(getattr(scenario.site, "members", (scenario.site,)))
     labels = [msgspec.to_builtins(label) for label in outcome.labels]
     detections = {k: asdict(v) for k, v in sorted(matched.detections.items())}
     list_price = {name: c.value_cny_per_t for name, c in scenario.site.spec.commodities.items()}
@@ -95,7 +95,7 @@ def build_result(outcome: RunOutcome, log_sha256: str) -> dict:
         "secondary": matched.secondary,
         "false_alarms": matched.false_alarms,
         "explained_by": matched.explained_by,
-        "false_alarms_per_site_day": round(len(matched.false_alarms) / duration_days, 6) if duration_days else None,
+        "false_alarms_per_site_day": round(len(matched.false_alarms) / site_days, 6) if site_days else None,
         "alerts": [
             {**msgspec.to_builtins(s.alert), "cloud_received_at": s.cloud_received_at, "visible_at": s.visible_at}
             for s in outcome.alerts

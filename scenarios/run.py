@@ -16,7 +16,6 @@ import msgspec
 import simpy
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cangtwin.devices.fleet import build_fleet
 from cangtwin.devices.thing_descriptions import thing_descriptions
 from cangtwin.fraud.blind_spot import inject_blind_spot_outbound
 from cangtwin.fraud.camera import inject_camera_tamper
@@ -32,6 +31,7 @@ from cangtwin.fraud.forged_device import inject_forged_device
 from cangtwin.fraud.label import Label
 from cangtwin.fraud.market import inject_feed_silence, inject_price_crash
 from cangtwin.fraud.outage import inject_uplink_outage
+from cangtwin.fraud.pledge_ring import RingCopy, inject_pledge_ring
 from cangtwin.fraud.outbound import inject_unauthorized_outbound
 from cangtwin.fraud.substitution import inject_substitution
 from cangtwin.fraud.colluding_keeper import inject_colluding_keeper
@@ -50,17 +50,16 @@ from cangtwin.platform.cloud.book import CollateralBook, Loan, Lot
 from cangtwin.platform.cloud.evidence import EvidenceRecorder
 from cangtwin.platform.cloud.service import CloudService
 from cangtwin.platform.cloud.device_registry import DeviceRegistry
-from cangtwin.platform.edge.auth import DeviceRecord
-from cangtwin.platform.edge.outbox import Outbox, OutboxConfig
+from cangtwin.platform.edge.outbox import OutboxConfig
 from cangtwin.platform.edge.service import EdgeService
 from cangtwin.platform.ledger.tree_head import PARTIES
 from cangtwin.platform.registry.fingerprint import fingerprint_from_book
 from cangtwin.platform.registry.registry import Filing, PledgeRegistry
-from cangtwin.platform.site_geometry import SiteGeometry
 from cangtwin.platform.records import Alert
 from cangtwin.platform.thing_model import ThingModel
 from cangtwin.scenarios.eventlog import EventLog
 from cangtwin.scenarios.matching import SeenAlert
+from cangtwin.scenarios.rig import NamespacedStreams, Rig, device_attrs, site_geometry  # noqa: F401 (re-exported)
 from cangtwin.scenarios.spec import (
     CameraTamper,
     DeviceFault,
@@ -87,17 +86,14 @@ from cangtwin.scenarios.spec import (
     LinkSpikes,
     PartialWheel,
     PersonOnScale,
+    PledgeRing,
     TagCloned,
     TagMoved,
 )
 from cangtwin.twin.market import reference_feed
-from cangtwin.twin.network import Link, LinkProfile
 from cangtwin.twin.rng import RandomStreams
-from cangtwin.twin.warehouse import Warehouse
-from cangtwin.twin.world import PhysicalWorld
+from cangtwin.twin.site import MultiSite
 
-LAN = LinkProfile(base_latency_s=0.004, jitter_s=0.002)
-WAN = LinkProfile(base_latency_s=0.030, jitter_s=0.015)
 REGISTRY_LAG_S = 300.0  # online registration becomes searchable within minutes
 
 
@@ -115,7 +111,10 @@ class RunOutcome:
 
 
 class Run:
-    """One replication. Its ledger and evidence packages are written under `workdir`."""
+    """One replication. Its ledger and evidence packages are written under `workdir`.
+
+    One rig (world, warehouse, devices, edge, links) per warehouse of the site, all in one SimPy
+    environment, with one cloud, one evidence ledger and one pledge registry."""
 
     def __init__(self, scenario: Scenario, workdir: Path, record_inputs: bool = False,
                  replay: tuple[list[tuple[float, bytes]], list[Label]] | None = None) -> None:
@@ -127,7 +126,9 @@ class Run:
         self.workdir = workdir
         self.record_inputs = record_inputs
         self.replay = replay
-        self._inputs: list[tuple[float, bytes]] = []
+        multi = isinstance(scenario.site, MultiSite)
+        if multi and (record_inputs or replay):
+            raise InputError(scenario.source, None, "site", "recording inputs and replay are for one-warehouse sites")
         spec = scenario.spec
         self.env = simpy.Environment(initial_time=scenario.start_epoch)
         self.streams = RandomStreams(spec.seed)
@@ -135,98 +136,86 @@ class Run:
         self.labels: list[Label] = []
         self._edge_alerts: dict[str, Alert] = {}
         self._cloud_cases: dict[str, AlertCase] = {}
-
-        site = scenario.site
-        self.world = PhysicalWorld(site)
-        self.warehouse = Warehouse(self.env, site, self.world, self.streams, self.log.record)
         clock = SimPyClock(self.env)
 
-        self.device_link = Link(self.env, "devices→edge", self.streams.get("link.devices"), LAN, fifo=False)
-        self.uplink = Link(self.env, "edge→cloud", self.streams.get("link.uplink"), WAN)
-        self.downlink = Link(self.env, "cloud→edge", self.streams.get("link.downlink"), WAN)
-
-        self.fleet = build_fleet(
-            self.env, self.warehouse, self.streams, lambda _id: self._to_edge, self.log.record,
-            lidar_scans=spec.twin.lidar_scans,
-        )
-        tds = thing_descriptions()
+        twin = dict(lidar_scans=spec.twin.lidar_scans, replaying=replay is not None, record_inputs=record_inputs)
+        if multi:
+            self.rigs = [Rig(self.env, member, NamespacedStreams(self.streams, member.id), self.log.record,
+                             id_prefix=f"{member.id}.", **twin) for member in scenario.site.members]
+        else:
+            self.rigs = [Rig(self.env, scenario.site, self.streams, self.log.record, **twin)]
+        self._rig_by_id = {rig.id: rig for rig in self.rigs}
+        self._owner = {name: rig for rig in self.rigs
+                       for name in (*rig.warehouse.lots, *rig.fleet, *rig.warehouse.scales, *rig.warehouse.bay_slots)}
         devices = DeviceRegistry()
-        for d in self.fleet.values():
-            devices.register(site.id, DeviceRecord(d.id, d.type, d.key, device_attrs(site, d.id)), self.env.now)
+        for rig in self.rigs:
+            for record in rig.device_records():
+                devices.register(rig.id, record, self.env.now)
         party_keys = self.streams.get("ledger.parties")
         parties = {name: Ed25519PrivateKey.from_private_bytes(party_keys.bytes(32)) for name in PARTIES}
         ledger_path = workdir / "ledger.log"
         ledger_path.unlink(missing_ok=True)
         self.evidence = EvidenceRecorder(clock, ledger_path, parties)
+        self._receipt_site: dict[str, str] = {}
         book = self._initial_book()
         self.registry = self._initial_registry(book)
         self.cloud = CloudService(
             clock, book, scenario.ruleset, self._tap, evidence=self.evidence, registry=self.registry,
             devices=devices,
         )
-        self._outbox_key = Ed25519PrivateKey.from_private_bytes(self.streams.get("edge.keys").bytes(32))
-        # In memory unless the edge is to crash: then it must be a file that survives the restart.
-        crashes = any(isinstance(inj, (EdgeCrash, EdgeDbEdit)) for inj in spec.injections)
-        self._outbox_path = workdir / "edge-outbox.sqlite" if crashes else None
-        if self._outbox_path:
-            for leftover in workdir.glob("edge-outbox.sqlite*"):
-                leftover.unlink()
-        self._edge_parts = (site.id, clock, {name: ThingModel(td) for name, td in tds.items()})
-        self._edges: list[EdgeService] = []
-        self._frames_while_down = 0
-        self.edge = self._new_edge()
-        self.cloud.connect_edge(site.id, lambda data: self.downlink.send(data, lambda d: self.edge.on_downlink(d)))
+        models = {name: ThingModel(td) for name, td in thing_descriptions().items()}
+        for rig in self.rigs:
+            # An edge that is to crash keeps its outbox in a file that survives the restart.
+            crashes = any(isinstance(inj, (EdgeCrash, EdgeDbEdit)) and self._rig_of(inj) is rig for inj in spec.injections)
+            name = "edge-outbox.sqlite" if not multi else f"edge-outbox-{rig.id}.sqlite"
+            rig.attach(self.cloud, clock, models, scenario.ruleset, _outbox_config(spec.edge),
+                       workdir / name if crashes else None, self._tap)
         self.market = reference_feed(self.streams, start_at=self.env.now)
         self._schedule_operations()
         self._schedule_injections()
 
-    def _new_edge(self) -> EdgeService:
-        site_id, clock, models = self._edge_parts
-        provisioned = self.cloud.devices.provisioning(site_id)  # a restarted edge is provisioned afresh
-        outbox = Outbox(self._outbox_path, _outbox_config(self.scenario.spec.edge), self._outbox_key)
-        edge = EdgeService(
-            site_id, clock, provisioned, models, self.scenario.ruleset, outbox,
-            send_uplink=lambda data: self.uplink.send(data, self.cloud.on_uplink),
-            tap=self._tap, geometry=site_geometry(self.scenario.site), send_command=self._command_device,
-        )
-        self._edges.append(edge)
-        return edge
+    # A one-warehouse run's parts, by their old names (tests and tools reach for them).
+    def _sole(self) -> Rig:
+        if len(self.rigs) != 1:
+            raise AttributeError(f"site {self.scenario.site.id} has {len(self.rigs)} warehouses: use run.rigs")
+        return self.rigs[0]
 
-    def _command_device(self, device_id: str, action: str, args: dict) -> None:
-        """Edge → device actions travel the device link like any message (here: in-process).
-
-        In a replay the devices are not live: what they answered is already in the recording."""
-        if self.replay:
-            return
-        device = self.fleet.get(device_id)
-        handler = getattr(device, action, None)
-        if handler is not None:
-            self.env.timeout(LAN.base_latency_s).callbacks.append(lambda _e: handler())
+    world = property(lambda self: self._sole().world)
+    warehouse = property(lambda self: self._sole().warehouse)
+    fleet = property(lambda self: self._sole().fleet)
+    device_link = property(lambda self: self._sole().device_link)
+    uplink = property(lambda self: self._sole().uplink)
+    downlink = property(lambda self: self._sole().downlink)
+    edge = property(lambda self: self._sole().edge)
 
     def _crash_edge(self) -> None:
-        self.edge.stop()
-        self.edge.outbox.close()
-        self.log.record("fault.edge-crash", {"site": self.scenario.site.id})
+        self._sole().crash_edge()
 
     def _restart_edge(self) -> None:
-        self.edge = self._new_edge()
-        self.edge.start()
-        self.log.record("fault.edge-restart", {"site": self.scenario.site.id})
+        self._sole().restart_edge()
+
+    def _rig_named(self, name: str) -> Rig:
+        """The warehouse that holds this lot, bay, scale or device."""
+        return self.rigs[0] if len(self.rigs) == 1 else self._owner[name]
+
+    def _rig_of(self, inj) -> Rig:
+        """The warehouse an injection acts at: named, or the owner of the lot or device it names."""
+        if len(self.rigs) == 1:
+            return self.rigs[0]
+        if getattr(inj, "warehouse", None):
+            return self._rig_by_id[inj.warehouse]
+        for name in ("lots", "lot", "leaves", "device", "camera", "weighbridge", "lidar"):
+            value = getattr(inj, name, None)
+            value = value[0] if isinstance(value, (list, tuple)) else value
+            if value in self._owner:
+                return self._owner[value]
+            if isinstance(value, str) and value.split(".", 1)[0] in self._rig_by_id:  # a forged id
+                return self._rig_by_id[value.split(".", 1)[0]]
+        raise ValueError(f"injection {inj.id} names no warehouse of site {self.scenario.site.id}")
 
     def _price(self, tick) -> None:
         self.log.record("market.tick", tick)
         self.cloud.on_price(tick)
-
-    def _to_edge(self, frame: bytes) -> None:
-        self.device_link.send(frame, self._deliver_to_edge)
-
-    def _deliver_to_edge(self, frame: bytes) -> None:
-        if self.record_inputs:
-            self._inputs.append((self.env.now, frame))
-        if self.edge.running:
-            self.edge.on_frame(frame)
-        else:
-            self._frames_while_down += 1
 
     def _tap(self, event: str, record: object) -> None:
         self.log.record(event, record)
@@ -236,18 +225,23 @@ class Run:
             self._cloud_cases[record.alert.id] = record
 
     def _initial_book(self) -> CollateralBook:
-        """What the bank and the warehouse agreed before the run: stock, loans, pledges."""
+        """What the banks and the warehouses agreed before the run: stock, loans, pledges.
+
+        A loan's lots at each warehouse are pledged under that warehouse's receipt."""
         book = CollateralBook()
-        site_id = self.scenario.site.id
-        for lot in self.warehouse.lots.values():
-            book.add_lot(Lot(lot.id, lot.tag, site_id, lot.commodity, lot.mass_kg, lot.bay,
-                             volume_m3=round(lot.shape.envelope_volume_m3, 4)))
+        for rig in self.rigs:
+            for lot in rig.warehouse.lots.values():
+                book.add_lot(Lot(lot.id, lot.tag, rig.id, lot.commodity, lot.mass_kg, lot.bay,
+                                 volume_m3=round(lot.shape.envelope_volume_m3, 4)))
         for n, loan in enumerate(self.scenario.spec.loans, 1):
             book.open_loan(Loan(loan.id, loan.bank, loan.borrower, loan.amount_cny))
-            lots = list(loan.lots) + sorted(
-                lot.id for lot in self.warehouse.lots.values() if lot.bay in loan.bays and lot.id not in loan.lots
-            )
-            book.pledge(loan.id, lots, receipt_id=f"WR-{site_id}-{n:04d}")
+            for rig in self.rigs:
+                lots = [lot for lot in loan.lots if self._owner.get(lot, rig) is rig] + sorted(
+                    lot.id for lot in rig.warehouse.lots.values() if lot.bay in loan.bays and lot.id not in loan.lots
+                )
+                if lots or len(self.rigs) == 1:
+                    receipt = book.pledge(loan.id, lots, receipt_id=f"WR-{rig.id}-{n:04d}")
+                    self._receipt_site[receipt.id] = rig.id
         return book
 
     def _initial_registry(self, book: CollateralBook) -> PledgeRegistry:
@@ -256,8 +250,8 @@ class Run:
         filed = self.env.now - REGISTRY_LAG_S
         for receipt in sorted(book.receipts.values(), key=lambda r: r.id):
             loan = book.loans[receipt.loan]
-            registry.file(Filing(f"REG-{receipt.id}", loan.bank, loan.borrower, self.scenario.site.id, receipt.id,
-                                 fingerprint_from_book(book, receipt.id), filed))
+            registry.file(Filing(f"REG-{receipt.id}", loan.bank, loan.borrower, self._receipt_site[receipt.id],
+                                 receipt.id, fingerprint_from_book(book, receipt.id), filed))
         return registry
 
     def _at(self, offset: float, action: Callable[[], None]) -> None:
@@ -270,9 +264,11 @@ class Run:
             elif self.replay:
                 continue  # goods moving is the twin's part: their traces are in the recorded frames
             elif isinstance(op, Outbound):
-                self._at(op.at, lambda op=op: self.warehouse.outbound(list(op.lots)))
+                warehouse = self._rig_named(op.lots[0]).warehouse
+                self._at(op.at, lambda op=op, w=warehouse: w.outbound(list(op.lots)))
             elif isinstance(op, Inbound):
-                self._at(op.at, lambda op=op: self.warehouse.inbound(op.commodity, op.count, op.bay))
+                warehouse = self._rig_named(op.bay).warehouse
+                self._at(op.at, lambda op=op, w=warehouse: w.inbound(op.commodity, op.count, op.bay))
             elif isinstance(op, RulesUpdate):
                 self._at(op.at, lambda op=op: self._update_rules(op.file))
 
@@ -292,105 +288,116 @@ class Run:
 
     def _schedule_injections(self) -> None:
         start = self.env.now
+        schedule = lambda t, action: self._at(t - self.env.now, action)  # noqa: E731
         platform_side = (PriceCrash, PriceFeedSilent, DuplicatePledge, UplinkOutage, EdgeCrash, LedgerEdit, EdgeDbEdit,
-                         LinkSpikes)
+                         LinkSpikes, PledgeRing)
         for inj in self.scenario.spec.injections:
             if self.replay and not isinstance(inj, platform_side):
                 continue  # acts on the twin or a device: its effects are in the recorded frames
+            if isinstance(inj, (PriceCrash, PriceFeedSilent, DuplicatePledge, PledgeRing, LedgerEdit)):
+                self._inject_platform(inj, start + inj.at, schedule)
+                continue
+            rig = self._rig_of(inj)
             if isinstance(inj, UnauthorizedOutbound) and inj.via == "blind-spot":
-                inject_blind_spot_outbound(self.env, self.warehouse, inj.id, start + inj.at, list(inj.lots),
+                inject_blind_spot_outbound(self.env, rig.warehouse, inj.id, start + inj.at, list(inj.lots),
                                            tuple(inj.exit), self._record_label)
             elif isinstance(inj, UnauthorizedOutbound):
                 loans = sorted({self.cloud.book.pledges[lot] for lot in inj.lots if lot in self.cloud.book.pledges})
                 inject_unauthorized_outbound(
-                    self.env, self.warehouse, inj.id, start + inj.at, list(inj.lots), loans, self._record_label,
-                    gate_watched=lambda: self.edge.running,
+                    self.env, rig.warehouse, inj.id, start + inj.at, list(inj.lots), loans, self._record_label,
+                    gate_watched=lambda rig=rig: rig.edge.running,
                 )
             elif isinstance(inj, ForgedDevice):
                 claimed = inj.device if inj.mode == "wrong-key" else f"rogue-{inj.device}"
                 inject_forged_device(
                     self.env, inj.id, start + inj.at, claimed, "heartbeat", {"uptime_s": 1.0, "status": "ok"},
-                    inj.count, inj.interval_s, self.streams.get(f"fraud.{inj.id}"), self._to_edge, self._record_label,
-                )
-            elif isinstance(inj, PriceCrash):
-                loans = sorted({loan for lot, loan in self.cloud.book.pledges.items()
-                                if self.cloud.book.lots[lot].commodity == inj.commodity})
-                inject_price_crash(inj.id, self.market, inj.commodity, start + inj.at, inj.drop, loans, self._record_label)
-            elif isinstance(inj, PriceFeedSilent):
-                commodities = sorted({self.cloud.book.lots[lot].commodity for lot in self.cloud.book.pledges})
-                inject_feed_silence(inj.id, self.market, start + inj.at, inj.duration, commodities, self._record_label)
-            elif isinstance(inj, DuplicatePledge):
-                book = self.cloud.book
-                receipt = next(r for r in sorted(book.receipts.values(), key=lambda r: r.id) if r.loan == inj.loan)
-                inject_duplicate_pledge(
-                    inj.id, self.registry, start + inj.at, fingerprint_from_book(book, receipt.id), inj.bank,
-                    book.loans[inj.loan].borrower, self.scenario.site.id, self._record_label,
-                    lambda t, action: self._at(t - self.env.now, action),
+                    inj.count, inj.interval_s, self.streams.get(f"fraud.{inj.id}"), rig.to_edge, self._record_label,
                 )
             elif isinstance(inj, DeviceFault):
-                device, when = self.fleet[inj.device], start + inj.at
+                device, when = rig.fleet[inj.device], start + inj.at
                 if inj.kind == "device-failure":
                     inject_device_failure(self.env, device, inj.id, when, self._record_label)
                 elif inj.kind == "clock-drift":
                     inject_clock_drift(self.env, device, inj.id, when, inj.offset_s, self._record_label)
                 elif inj.kind == "replay":
-                    inject_replay(self.env, device, inj.id, when, inj.count, self._to_edge, self._record_label)
+                    inject_replay(self.env, device, inj.id, when, inj.count, rig.to_edge, self._record_label)
                 else:
                     inject_scale_offset(self.env, device, inj.id, when, inj.offset_kg, self._record_label)
             elif isinstance(inj, CameraTamper):
-                inject_camera_tamper(self.env, self.fleet[inj.camera], inj.id, start + inj.at, inj.mode,
+                inject_camera_tamper(self.env, rig.fleet[inj.camera], inj.id, start + inj.at, inj.mode,
                                      inj.look_at, self._record_label)
             elif isinstance(inj, Substitution):
-                inject_substitution(self.env, self.warehouse, inj.id, start + inj.at, inj.lot, inj.mass_factor,
+                inject_substitution(self.env, rig.warehouse, inj.id, start + inj.at, inj.lot, inj.mass_factor,
                                     inj.kind, self._record_label)
             elif isinstance(inj, EdgeCrash):
-                inject_edge_crash(inj.id, self.scenario.site.id, start + inj.at, inj.down_for,
-                                  self._crash_edge, self._restart_edge,
-                                  lambda t, action: self._at(t - self.env.now, action), self._record_label)
+                inject_edge_crash(inj.id, rig.id, start + inj.at, inj.down_for,
+                                  rig.crash_edge, rig.restart_edge, schedule, self._record_label)
             elif isinstance(inj, UplinkOutage):
-                inject_uplink_outage(inj.id, self.scenario.site.id, start + inj.at, inj.duration,
-                                     [self.uplink, self.downlink], self._record_label)
+                inject_uplink_outage(inj.id, rig.id, start + inj.at, inj.duration,
+                                     [rig.uplink, rig.downlink], self._record_label)
             else:
-                self._inject_catalog(inj, start + inj.at)
+                self._inject_catalog(inj, start + inj.at, rig, schedule)
 
-    def _inject_catalog(self, inj, when: float) -> None:
-        """Weighbridge, tag, LiDAR, ledger, outbox, link and keeper injectors (one branch each)."""
-        schedule = lambda t, action: self._at(t - self.env.now, action)  # noqa: E731
-        site = self.scenario.site.id
-        if isinstance(inj, PartialWheel):
-            inject_partial_wheel(self.warehouse, inj.id, when, inj.weighbridge, list(inj.lots), inj.overhang_m,
-                                 self._record_label)
-        elif isinstance(inj, PersonOnScale):
-            inject_person_on_scale(self.warehouse, inj.id, when, inj.weighbridge, inj.mass_kg, inj.on_after_s,
-                                   inj.stay_s, self._record_label)
-        elif isinstance(inj, TagCloned):
-            inject_tag_cloned(self.env, self.warehouse, inj.id, when, inj.leaves, inj.clone_of, self._record_label)
-        elif isinstance(inj, TagMoved):
-            inject_tag_moved(self.env, self.warehouse, inj.id, when, inj.lot, inj.swap_with, self._record_label)
-        elif isinstance(inj, LidarOccluded):
-            inject_lidar_occluder(self.env, self.warehouse, inj.id, when, inj.lidar, inj.size_m, inj.below_m,
-                                  self._record_label)
-        elif isinstance(inj, LedgerEdit):
+    def _inject_platform(self, inj, when: float, schedule) -> None:
+        """Injections on the market, the registry and the ledger: one per run, not per warehouse."""
+        book = self.cloud.book
+        if isinstance(inj, PriceCrash):
+            loans = sorted({loan for lot, loan in book.pledges.items() if book.lots[lot].commodity == inj.commodity})
+            inject_price_crash(inj.id, self.market, inj.commodity, when, inj.drop, loans, self._record_label)
+        elif isinstance(inj, PriceFeedSilent):
+            commodities = sorted({book.lots[lot].commodity for lot in book.pledges})
+            inject_feed_silence(inj.id, self.market, when, inj.duration, commodities, self._record_label)
+        elif isinstance(inj, DuplicatePledge):
+            receipt = next(r for r in sorted(book.receipts.values(), key=lambda r: r.id) if r.loan == inj.loan)
+            inject_duplicate_pledge(
+                inj.id, self.registry, when, fingerprint_from_book(book, receipt.id), inj.bank,
+                book.loans[inj.loan].borrower, self._receipt_site[receipt.id], self._record_label, schedule,
+            )
+        elif isinstance(inj, PledgeRing):
+            receipt = next(r for r in sorted(book.receipts.values(), key=lambda r: r.id) if r.loan == inj.loan)
+            site = self._receipt_site[receipt.id]
+            copies = [RingCopy(c.id, c.bank, c.warehouse or site, when + c.after) for c in inj.copies]
+            inject_pledge_ring(inj.id, self.registry, fingerprint_from_book(book, receipt.id), site,
+                               book.loans[inj.loan].borrower, copies, self._record_label, schedule)
+        else:
             inject_ledger_edit(inj.id, when, self.workdir / "ledger.log", inj.entry, inj.rehash, schedule,
                                self._record_label)
+
+    def _inject_catalog(self, inj, when: float, rig: Rig, schedule) -> None:
+        """Weighbridge, tag, LiDAR, outbox, link and keeper injectors (one branch each)."""
+        if isinstance(inj, PartialWheel):
+            inject_partial_wheel(rig.warehouse, inj.id, when, inj.weighbridge, list(inj.lots), inj.overhang_m,
+                                 self._record_label)
+        elif isinstance(inj, PersonOnScale):
+            inject_person_on_scale(rig.warehouse, inj.id, when, inj.weighbridge, inj.mass_kg, inj.on_after_s,
+                                   inj.stay_s, self._record_label)
+        elif isinstance(inj, TagCloned):
+            inject_tag_cloned(self.env, rig.warehouse, inj.id, when, inj.leaves, inj.clone_of, self._record_label)
+        elif isinstance(inj, TagMoved):
+            inject_tag_moved(self.env, rig.warehouse, inj.id, when, inj.lot, inj.swap_with, self._record_label)
+        elif isinstance(inj, LidarOccluded):
+            inject_lidar_occluder(self.env, rig.warehouse, inj.id, when, inj.lidar, inj.size_m, inj.below_m,
+                                  self._record_label)
         elif isinstance(inj, EdgeDbEdit):
-            inject_edge_db_edit(inj.id, site, when, inj.down_for, self._outbox_path, self.streams.get(f"fraud.{inj.id}"),
-                                self._crash_edge, self._restart_edge, schedule, self._record_label)
+            inject_edge_db_edit(inj.id, rig.id, when, inj.down_for, rig.outbox_path,
+                                self.streams.get(f"fraud.{inj.id}"), rig.crash_edge, rig.restart_edge, schedule,
+                                self._record_label)
         elif isinstance(inj, LinkSpikes):
-            links = {"devices": self.device_link, "uplink": self.uplink, "downlink": self.downlink}
-            inject_link_spikes(inj.id, site, when, inj.duration, inj.loss, inj.extra_latency_s,
+            links = {"devices": rig.device_link, "uplink": rig.uplink, "downlink": rig.downlink}
+            inject_link_spikes(inj.id, rig.id, when, inj.duration, inj.loss, inj.extra_latency_s,
                                [links[name] for name in inj.links], self._record_label)
         elif isinstance(inj, KeeperCollusion):
-            camera = self.fleet[inj.cover_camera] if inj.cover_camera else None
+            camera = rig.fleet[inj.cover_camera] if inj.cover_camera else None
             inject_colluding_keeper(
-                self.env, self.warehouse, inj.id, when, list(inj.lots), inj.cover_camera,
-                camera.cover if camera else None, self._mark_released_at_edge if inj.edit_edge_book else None,
+                self.env, rig.warehouse, inj.id, when, list(inj.lots), inj.cover_camera,
+                camera.cover if camera else None,
+                (lambda lots, rig=rig: self._mark_released_at_edge(rig, lots)) if inj.edit_edge_book else None,
                 self._record_label,
             )
 
-    def _mark_released_at_edge(self, lots: list[str]) -> None:
+    def _mark_released_at_edge(self, rig: Rig, lots: list[str]) -> None:
         """The keeper's console edit: the edge's local copy of the book shows the lots released."""
-        self.edge.book.released.update(lots)
+        rig.edge.book.released.update(lots)
         self.log.record("fraud.edge-book-edit", {"released": sorted(lots)})
 
     def _record_label(self, label: Label) -> None:
@@ -400,13 +407,14 @@ class Run:
     def execute(self, progress: Callable[[float], None] | None = None) -> RunOutcome:
         started = time.perf_counter()
         if self.replay:
+            rig = self._sole()
             for t, frame in self.replay[0]:
-                self.env.timeout(t - self.env.now).callbacks.append(lambda _e, f=frame: self._deliver_to_edge(f))
+                self.env.timeout(t - self.env.now).callbacks.append(lambda _e, f=frame: rig.deliver_to_edge(f))
         else:
-            for device in self.fleet.values():
-                device.start()
-            self.env.process(self.warehouse.collect())
-        self.edge.start()
+            for rig in self.rigs:
+                rig.start_twin()
+        for rig in self.rigs:
+            rig.edge.start()
         self.cloud.start()
         self.market.run(SimPyClock(self.env), self._price, latency_s=0.5)
         end = self.scenario.end_epoch
@@ -416,7 +424,8 @@ class Run:
             if progress:
                 progress(i / steps)
         wall = time.perf_counter() - started
-        self.world.close()
+        for rig in self.rigs:
+            rig.world.close()
         evidence = self._write_evidence()
         held = self._cloud_cases
         everything = {**{aid: case.alert for aid, case in held.items()}, **self._edge_alerts}
@@ -425,39 +434,32 @@ class Run:
                       held[aid].visible_at if aid in held else None)
             for aid, alert in sorted(everything.items())
         ]
-        links = (self.device_link, self.uplink, self.downlink)
-        outbox = self.edge.outbox.counters
+        edges = [edge for rig in self.rigs for edge in rig.edges]
+        outboxes = [rig.edge.outbox.counters for rig in self.rigs]
         messages = {
-            "emitted": len(self.replay[0]) if self.replay else sum(d.seq for d in self.fleet.values()),
-            "edge_accepted": sum(e.accepted for e in self._edges),
-            "edge_rejected": sum(sum(e.rejected.values()) for e in self._edges),
-            "lost_while_edge_down": self._frames_while_down,
+            "emitted": len(self.replay[0]) if self.replay else sum(d.seq for rig in self.rigs for d in rig.fleet.values()),
+            "edge_accepted": sum(e.accepted for e in edges),
+            "edge_rejected": sum(sum(e.rejected.values()) for e in edges),
+            "lost_while_edge_down": sum(rig.frames_while_down for rig in self.rigs),
             "cloud_records": self.cloud.records_applied,
             "cloud_duplicates": self.cloud.duplicates,
-            "lost_on_links": sum(link.stats.lost + link.stats.dropped_in_outage for link in links),
-            "outbox_appended": outbox.appended,
-            "outbox_evicted": outbox.evicted,
-            "outbox_pending": outbox.pending,
-            "records_lost": self._records_lost(),
+            "lost_on_links": sum(link.stats.lost + link.stats.dropped_in_outage for rig in self.rigs for link in rig.links),
+            "outbox_appended": sum(o.appended for o in outboxes),
+            "outbox_evicted": sum(o.evicted for o in outboxes),
+            "outbox_pending": sum(o.pending for o in outboxes),
+            "records_lost": sum(rig.records_lost() for rig in self.rigs),
         }
         assert end == self.env.now
-        rejections = _rejections(self._edges)
+        rejections = _rejections(edges)
         # End-of-run totals go into the log too, so `cangtwin report` can recompute from logs alone.
         self.log.record("run.counters", {"messages": messages, "edge_rejections": rejections})
         if self.record_inputs:
-            (self.workdir / "inputs.msgpack").write_bytes(msgspec.msgpack.encode(self._inputs))
+            (self.workdir / "inputs.msgpack").write_bytes(msgspec.msgpack.encode(self._sole().inputs))
         labels = self.replay[1] if self.replay else list(self.labels)
         return RunOutcome(
             self.scenario, self.scenario.spec.seed, self.log, labels, alerts,
             rejections, messages, wall, evidence,
         )
-
-    def _records_lost(self) -> int:
-        """Outbox sequence numbers neither committed at the cloud nor still waiting in the outbox."""
-        pending = {e.seq for e in self.edge.outbox.next_batch(1 << 30, self.env.now)}
-        head_seq, _ = self.edge.outbox.head
-        site = self.scenario.site.id
-        return sum(1 for seq in range(1, head_seq + 1) if seq not in pending and not self.cloud.has_record(site, seq))
 
     def _write_evidence(self) -> dict[str, Path]:
         """Signed heads, the parties' keys, and one evidence package per integrated alert."""
@@ -486,36 +488,6 @@ def _rejections(edges: list[EdgeService]) -> dict[str, int]:
 def _outbox_config(knobs) -> OutboxConfig:
     return OutboxConfig(max_bytes=knobs.outbox_max_bytes, segment_bytes=knobs.outbox_segment_bytes,
                         ttl_s=knobs.outbox_ttl_s, when_full=knobs.outbox_when_full)
-
-
-def device_attrs(site, device_id: str) -> dict[str, str]:
-    """What the warehouse's integrator provisions on the edge for each device."""
-    spec = site.spec
-    entry = next(d for d in spec.devices if d.id == device_id)
-    attrs = {k: v for k, v in (("gate", entry.gate), ("weighbridge", entry.weighbridge), ("forklift", entry.forklift)) if v}
-    if entry.weighbridge:
-        scale = next(w for w in spec.weighbridges if w.id == entry.weighbridge)
-        attrs["division_kg"] = repr(scale.division_kg)
-    if entry.type == "lidar":  # the mount, so the edge can place the points in the site
-        attrs["position"] = ",".join(map(repr, entry.position))
-        attrs["bays"] = ",".join(entry.bays)
-    if entry.type == "climate-sensor":
-        zone = next((name for name, rect in spec.zones.items() if rect.contains(*entry.position[:2])), None)
-        stored = sorted({bay.commodity for bay in spec.bays if zone is None or bay.zone == zone})
-        attrs["commodities"] = ",".join(stored)
-        if zone:
-            attrs["zone"] = zone
-    return attrs
-
-
-def site_geometry(site) -> SiteGeometry:
-    """The site plan the integrator loads onto the edge: zones, bays, time zone, working hours."""
-    s = site.spec
-    return SiteGeometry.model_validate({
-        "site": s.site, "timezone": s.timezone, "working_hours": s.working_hours.model_dump(),
-        "zones": {k: r.model_dump() for k, r in s.zones.items()},
-        "bays": [{"id": b.id, "zone": b.zone, "rect": b.rect.model_dump()} for b in s.bays],
-    })
 
 
 def run_scenario(

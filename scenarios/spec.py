@@ -26,7 +26,7 @@ from cangtwin.platform.config_file import (
     read_text,
 )
 from cangtwin.platform.rules.ruleset import RuleSet, load_ruleset
-from cangtwin.twin.site import Site, load_site
+from cangtwin.twin.site import MultiSite, Site, load_any_site
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -122,6 +122,28 @@ class DuplicatePledge(StrictModel):
     bank: str
 
 
+class PledgeCopy(StrictModel):
+    """One more pledge of a ring's goods: to `bank`, under a receipt of `warehouse` (by default
+    the genuine receipt's), filed `after` the ring's `at`. Its id names its ground-truth label."""
+
+    id: str
+    bank: str
+    warehouse: str | None = None
+    after: Seconds = 0.0
+
+
+class PledgeRing(StrictModel):
+    """A Qingdao-style ring: the goods behind `loan`'s receipt pledged again to each bank in
+    `copies`, each under a fresh receipt; a copy from another warehouse is a receipt that
+    claims the same goods (same tags, weights, dimensions) under that warehouse's lot numbers."""
+
+    kind: Literal["pledge-ring"]
+    id: str
+    at: Seconds
+    loan: str
+    copies: list[PledgeCopy] = pydantic.Field(min_length=1)
+
+
 class EdgeCrash(StrictModel):
     """The edge process is killed at `at` and restarted `down_for` later from its durable outbox."""
 
@@ -129,6 +151,7 @@ class EdgeCrash(StrictModel):
     id: str
     at: Seconds
     down_for: Seconds
+    warehouse: str | None = None  # whose edge, on a multi-warehouse site
 
 
 class Substitution(StrictModel):
@@ -176,6 +199,7 @@ class UplinkOutage(StrictModel):
     id: str
     at: Seconds
     duration: Seconds
+    warehouse: str | None = None  # whose uplink, on a multi-warehouse site
 
 
 class PriceCrash(StrictModel):
@@ -267,6 +291,7 @@ class EdgeDbEdit(StrictModel):
     id: str
     at: Seconds
     down_for: Seconds
+    warehouse: str | None = None  # whose edge, on a multi-warehouse site
 
 
 class LinkSpikes(StrictModel):
@@ -279,6 +304,7 @@ class LinkSpikes(StrictModel):
     loss: float = pydantic.Field(default=0.2, ge=0, lt=1)
     extra_latency_s: float = pydantic.Field(default=0.5, ge=0, le=600)
     links: list[Literal["devices", "uplink", "downlink"]] = pydantic.Field(default=["uplink", "downlink"], min_length=1)
+    warehouse: str | None = None  # whose links, on a multi-warehouse site
 
 
 class KeeperCollusion(StrictModel):
@@ -296,7 +322,7 @@ class KeeperCollusion(StrictModel):
 Injection = Annotated[
     Union[UnauthorizedOutbound, ForgedDevice, UplinkOutage, PriceCrash, PriceFeedSilent, DuplicatePledge, EdgeCrash,
           Substitution, CameraTamper, DeviceFault, PartialWheel, PersonOnScale, TagCloned, TagMoved, LidarOccluded,
-          LedgerEdit, EdgeDbEdit, LinkSpikes, KeeperCollusion],
+          LedgerEdit, EdgeDbEdit, LinkSpikes, KeeperCollusion, PledgeRing],
     pydantic.Field(discriminator="kind"),
 ]
 
@@ -388,7 +414,7 @@ class Scenario:
     spec: ScenarioFile
     source: str
     sha256: str
-    site: Site
+    site: Site | MultiSite
     ruleset: RuleSet
     start_epoch: float
 
@@ -416,7 +442,7 @@ def load_scenario(path: str | Path, seed: int | None = None) -> Scenario:
     if seed is not None:
         spec = spec.model_copy(update={"seed": seed})
     try:
-        site = load_site(_relative(path, spec.site))
+        site = load_any_site(_relative(path, spec.site))
     except InputError as err:
         if err.line is None:  # no such reference site or file: blame the scenario's field
             what = f"unknown site {spec.site!r}" if err.field == "site" else repr(spec.site)
@@ -430,11 +456,17 @@ def load_scenario(path: str | Path, seed: int | None = None) -> Scenario:
             raise locator.error(("rules",), f"{spec.rules!r}: {err.message}") from None
         raise
     start = _start_epoch(spec, site, locator)
-    _check_references(spec, site, ruleset, locator)
+    if isinstance(site, MultiSite):
+        first = site.members[0].spec.bays[0].id if site.members[0].spec.bays else f"{site.members[0].id}.B01"
+        _check_references(spec, site.union(), ruleset, locator, lot_hint=f"{first}-01")
+        _check_warehouses(spec, site, locator)
+    else:
+        _check_references(spec, site, ruleset, locator)
+        _check_no_warehouses(spec, site, locator)
     return Scenario(spec, str(path), hashlib.sha256(text.encode()).hexdigest(), site, ruleset, start)
 
 
-def _start_epoch(spec: ScenarioFile, site: Site, locator: Locator) -> float:
+def _start_epoch(spec: ScenarioFile, site: Site | MultiSite, locator: Locator) -> float:
     try:
         local = datetime.fromisoformat(spec.start)
     except ValueError:
@@ -444,7 +476,7 @@ def _start_epoch(spec: ScenarioFile, site: Site, locator: Locator) -> float:
     return local.timestamp()
 
 
-def _check_new_injection(inj, i: int, site: Site, locator: Locator, unknown_lots) -> None:
+def _check_new_injection(inj, i: int, site: Site, locator: Locator, unknown_lots, lot_hint: str) -> None:
     """References of the weighbridge, tag, LiDAR and keeper injections."""
     typed = {d.id: d.type for d in site.spec.devices}
     if isinstance(inj, (PartialWheel, PersonOnScale)) and inj.weighbridge not in {w.id for w in site.spec.weighbridges}:
@@ -455,14 +487,15 @@ def _check_new_injection(inj, i: int, site: Site, locator: Locator, unknown_lots
     named = {"tag-cloned": ("leaves", "clone_of"), "tag-moved": ("lot", "swap_with")}.get(inj.kind, ())
     for name in named:
         if getattr(inj, name) not in lots:
-            raise locator.error(("injections", i, name), f"unknown lot {getattr(inj, name)!r} (lots are named like B01-01)")
+            raise locator.error(("injections", i, name), f"unknown lot {getattr(inj, name)!r} (lots are named like {lot_hint})")
     if isinstance(inj, LidarOccluded) and typed.get(inj.lidar) != "lidar":
         raise locator.error(("injections", i, "lidar"), f"no LiDAR {inj.lidar!r} on site {site.id}")
     if isinstance(inj, KeeperCollusion) and inj.cover_camera is not None and typed.get(inj.cover_camera) != "camera":
         raise locator.error(("injections", i, "cover_camera"), f"no camera {inj.cover_camera!r} on site {site.id}")
 
 
-def _check_references(spec: ScenarioFile, site: Site, ruleset: RuleSet, locator: Locator) -> None:
+def _check_references(spec: ScenarioFile, site: Site, ruleset: RuleSet, locator: Locator,
+                      lot_hint: str = "B01-01") -> None:
     source = Path(locator.source)
     lots = {f"{bay.id}-{n:02d}" for bay in site.spec.bays for n in range(1, bay.initial_lots + 1)}
     bays = {bay.id for bay in site.spec.bays}
@@ -473,7 +506,7 @@ def _check_references(spec: ScenarioFile, site: Site, ruleset: RuleSet, locator:
     def unknown_lots(where: tuple, names: list[str]) -> None:
         for i, lot in enumerate(names):
             if lot not in lots:
-                raise locator.error(where + (i,), f"unknown lot {lot!r} (lots are named like B01-01)")
+                raise locator.error(where + (i,), f"unknown lot {lot!r} (lots are named like {lot_hint})")
 
     for i, loan in enumerate(spec.loans):
         unknown_lots(("loans", i, "lots"), loan.lots)
@@ -499,6 +532,8 @@ def _check_references(spec: ScenarioFile, site: Site, ruleset: RuleSet, locator:
         if inj.id in labels:
             raise locator.error(("injections", i, "id"), f"duplicate injection id {inj.id!r}")
         labels.add(inj.id)
+        if isinstance(inj, PledgeRing):
+            _check_ring(inj, i, spec, labels, locator)
         if inj.at > spec.duration:
             raise locator.error(("injections", i, "at"), f"{inj.at:g} s is beyond the duration ({spec.duration:g} s)")
         if isinstance(inj, UnauthorizedOutbound):
@@ -519,7 +554,7 @@ def _check_references(spec: ScenarioFile, site: Site, ruleset: RuleSet, locator:
             raise locator.error(("injections", i, "commodity"), f"unknown commodity {inj.commodity!r}")
         if isinstance(inj, ForgedDevice) and inj.mode == "wrong-key" and inj.device not in devices:
             raise locator.error(("injections", i, "device"), f"unknown device {inj.device!r}")
-        _check_new_injection(inj, i, site, locator, unknown_lots)
+        _check_new_injection(inj, i, site, locator, unknown_lots, lot_hint)
     for i, exp in enumerate(spec.expectations):
         if isinstance(exp, (Detect, NoAlerts)) and exp.rule not in rules:
             raise locator.error(("expectations", i, "rule"), f"rule {exp.rule!r} is not in rule set {ruleset.name}")
@@ -528,3 +563,77 @@ def _check_references(spec: ScenarioFile, site: Site, ruleset: RuleSet, locator:
                 raise locator.error(("expectations", i, "label"), f"no injection with id {exp.label!r}")
             if exp.acceptable_s < exp.success_s:
                 raise locator.error(("expectations", i, "acceptable_s"), "must be at least success_s")
+
+
+def _check_ring(ring: PledgeRing, i: int, spec: ScenarioFile, labels: set[str], locator: Locator) -> None:
+    """A ring's loan exists, its copies go to other banks, and each copy's id is a fresh label."""
+    loan = next((loan for loan in spec.loans if loan.id == ring.loan), None)
+    if loan is None:
+        raise locator.error(("injections", i, "loan"), f"unknown loan {ring.loan!r}")
+    banks = {loan.bank}
+    for j, copy in enumerate(ring.copies):
+        where = ("injections", i, "copies", j)
+        if copy.id in labels:
+            raise locator.error(where + ("id",), f"duplicate injection id {copy.id!r}")
+        labels.add(copy.id)
+        if copy.bank in banks:
+            raise locator.error(where + ("bank",), f"bank {copy.bank!r} already holds these goods in this ring")
+        banks.add(copy.bank)
+        if ring.at + copy.after > spec.duration:
+            raise locator.error(where + ("after",), f"filed at {ring.at + copy.after:g} s, beyond the duration "
+                                                    f"({spec.duration:g} s)")
+
+
+def _check_no_warehouses(spec: ScenarioFile, site: Site, locator: Locator) -> None:
+    """`warehouse:` on a one-warehouse site is a mistake (a scenario written for another site)."""
+    for i, inj in enumerate(spec.injections):
+        named = [(("injections", i, "warehouse"), getattr(inj, "warehouse", None))]
+        named += [(("injections", i, "copies", j, "warehouse"), c.warehouse) for j, c in enumerate(getattr(inj, "copies", ()))]
+        for where, warehouse in named:
+            if warehouse is not None:
+                raise locator.error(where, f"site {site.id} is one warehouse; warehouse: is for multi-warehouse sites")
+
+
+_NAMES_A_WAREHOUSE = ("lots", "lot", "leaves", "clone_of", "swap_with", "device", "camera", "cover_camera",
+                      "weighbridge", "lidar", "bay")
+
+
+def _check_one_warehouse(item, where: tuple, ids: list[str], locator: Locator) -> None:
+    """An operation or injection acts at one warehouse: every lot, device or scale it names is there."""
+    seen: dict[str, tuple] = {}
+    for name in _NAMES_A_WAREHOUSE:
+        value = getattr(item, name, None)
+        values = [] if value is None else [value] if isinstance(value, str) else list(value)
+        for j, v in enumerate(values):
+            at = where + ((name, j) if isinstance(value, list) else (name,))
+            warehouse = v.split(".", 1)[0] if "." in v else None
+            if warehouse not in ids:
+                raise locator.error(at, f"{v!r} names no warehouse (prefix it with one of {', '.join(ids)})")
+            seen.setdefault(warehouse, at)
+    if getattr(item, "warehouse", None) is not None:
+        seen.setdefault(item.warehouse, where + ("warehouse",))
+    if len(seen) > 1:
+        at = list(seen.values())[-1]
+        raise locator.error(at, f"acts at {' and '.join(seen)}; an operation or injection acts at one warehouse")
+
+
+def _check_warehouses(spec: ScenarioFile, site: MultiSite, locator: Locator) -> None:
+    """On a multi-warehouse site, each operation and injection acts at one warehouse, edge and link
+    faults name theirs, and any named one exists."""
+    ids = [w.id for w in site.spec.warehouses]
+    known = f"one of {', '.join(ids)}"
+    for i, op in enumerate(spec.operations):
+        if isinstance(op, (Outbound, Inbound)):
+            _check_one_warehouse(op, ("operations", i), ids, locator)
+    for i, inj in enumerate(spec.injections):
+        _check_one_warehouse(inj, ("injections", i), ids, locator)
+        if isinstance(inj, (EdgeCrash, EdgeDbEdit, UplinkOutage, LinkSpikes)):
+            if inj.warehouse is None:
+                raise locator.error(("injections", i), f"{inj.kind} on a multi-warehouse site needs warehouse: ({known})")
+            if inj.warehouse not in ids:
+                raise locator.error(("injections", i, "warehouse"), f"unknown warehouse {inj.warehouse!r} ({known})")
+        if isinstance(inj, PledgeRing):
+            for j, copy in enumerate(inj.copies):
+                if copy.warehouse is not None and copy.warehouse not in ids:
+                    raise locator.error(("injections", i, "copies", j, "warehouse"),
+                                        f"unknown warehouse {copy.warehouse!r} ({known})")

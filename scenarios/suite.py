@@ -188,7 +188,7 @@ def aggregate(meta: dict, replications: list[dict], results: dict[int, dict]) ->
             name = c["name"] if seen[c["name"]] == 1 else f"{c['name']} #{seen[c['name']]}"
             counts = criteria.setdefault(name, {s.value: 0 for s in Status})
             counts[c["status"]] += 1
-    days = meta["duration_s"] / 86400
+    days = meta["duration_s"] / 86400 * meta.get("warehouses", 1)  # site-days per replication
     false_alarms = [len(r["false_alarms"]) for _, r in ran]
     messages: dict[str, int] = {}
     for _, r in ran:
@@ -259,7 +259,8 @@ def _overall(scenarios: list[dict]) -> str:
 
 def _meta(scenario: Scenario) -> dict:
     return {"scenario": scenario.spec.scenario, "source": str(Path(scenario.source).resolve()),
-            "scenario_sha256": scenario.sha256, "base_seed": scenario.spec.seed, "duration_s": scenario.spec.duration}
+            "scenario_sha256": scenario.sha256, "base_seed": scenario.spec.seed, "duration_s": scenario.spec.duration,
+            "warehouses": len(getattr(scenario.site, "members", (scenario.site,)))}
 
 
 def _load_all(files: list[Path]) -> list[Scenario]:

@@ -7,6 +7,7 @@ device outside the building, goods heavier than the scale) is refused with the f
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -195,18 +196,141 @@ def _check_geometry(spec: SiteFile, locator: Locator) -> None:
                 fail("commodities", name, "mass_kg", f"two lots on a truck exceed weighbridge {scale.id}'s capacity")
 
 
+class WarehouseEntry(StrictModel):
+    """One warehouse of a multi-warehouse site: its id, and the site file it is built from."""
+
+    id: str = pydantic.Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # no dots: it prefixes every name there
+    site: str  # a reference site name (`medium`) or a path relative to this file
+
+
+class MultiSiteFile(StrictModel):
+    """Several warehouses under one cloud (brief §4 `multi`). Each keeps its own time zone and
+    hours; `timezone` is the one scenario start times are read in."""
+
+    site: str
+    name: dict[Literal["en", "zh"], str]
+    timezone: str
+    warehouses: list[WarehouseEntry] = pydantic.Field(min_length=2)
+    _commodities: dict[str, Commodity] = pydantic.PrivateAttr(default_factory=dict)
+
+    @property
+    def commodities(self) -> dict[str, Commodity]:
+        """The goods classes of all its warehouses (filled in by the loader), as a site's are:
+        value and price code reads them by name, which is one name for the whole run."""
+        return self._commodities
+
+    @pydantic.field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return known_timezone(value)
+
+
+@dataclass(frozen=True)
+class MultiSite:
+    """A validated multi-warehouse site. `members` are the warehouses' sites with every name
+    there (bays, zones, gates, scales, docks, forklifts, devices) prefixed `<warehouse id>.`,
+    and the site id set to the warehouse id; lots and tags follow from the bay names."""
+
+    spec: MultiSiteFile
+    source: str
+    sha256: str  # of this file and, in order, every member's site file
+    members: tuple[Site, ...]
+
+    @property
+    def id(self) -> str:
+        return self.spec.site
+
+    def union(self) -> Site:
+        """All warehouses' (namespaced) bays, devices, scales and goods in one unvalidated view,
+        for checking the references of a scenario."""
+        specs = [m.spec for m in self.members]
+        view = SiteFile.model_construct(
+            site=self.id, timezone=self.spec.timezone,
+            zones={k: v for s in specs for k, v in s.zones.items()},
+            bays=[b for s in specs for b in s.bays], gates=[g for s in specs for g in s.gates],
+            weighbridges=[w for s in specs for w in s.weighbridges], docks=[d for s in specs for d in s.docks],
+            forklifts=[f for s in specs for f in s.forklifts], devices=[d for s in specs for d in s.devices],
+            commodities={k: v for s in specs for k, v in s.commodities.items()},
+        )
+        return Site(view, self.source, self.sha256)
+
+
+def namespaced(spec: SiteFile, warehouse: str) -> SiteFile:
+    """`spec` as warehouse `warehouse` of a multi-warehouse site: its names prefixed `warehouse.`."""
+    p = f"{warehouse}."
+    data = spec.model_dump()
+    data["site"] = warehouse
+    data["zones"] = {p + name: rect for name, rect in data["zones"].items()}
+    for bay in data["bays"]:
+        bay["id"], bay["zone"] = p + bay["id"], p + bay["zone"]
+    for key in ("gates", "weighbridges", "docks", "forklifts"):
+        for item in data[key]:
+            item["id"] = p + item["id"]
+    for device in data["devices"]:
+        device["id"] = p + device["id"]
+        for ref in ("gate", "weighbridge", "forklift"):
+            if device[ref] is not None:
+                device[ref] = p + device[ref]
+        device["bays"] = [p + bay for bay in device["bays"]]
+    return SiteFile.model_validate(data, strict=False)
+
+
 def reference_site_path(name: str) -> Path:
     return Path(__file__).parent / "sites" / f"{name}.yaml"
 
 
-def load_site(name_or_path: str | Path) -> Site:
-    """Load a reference site by name (`small`) or a site file by path."""
+def _site_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = reference_site_path(str(name_or_path))
         if not path.exists():
             raise InputError(str(name_or_path), None, "site", "no such reference site and not a .yaml path")
+    return path
+
+
+def _is_multi(text: str) -> bool:
+    return re.search(r"^warehouses\s*:", text, re.MULTILINE) is not None
+
+
+def load_site(name_or_path: str | Path) -> Site:
+    """Load a reference site by name (`small`) or a site file by path."""
+    path = _site_path(name_or_path)
     text = read_text(path)
+    if _is_multi(text):
+        raise InputError(str(path), None, "warehouses",
+                         "a multi-warehouse site: it can be run in a scenario, not loaded as one warehouse")
     spec, locator = parse_yaml_located(text, SiteFile, str(path))
     _check_geometry(spec, locator)
     return Site(spec, str(path), hashlib.sha256(text.encode()).hexdigest())
+
+
+def load_any_site(name_or_path: str | Path) -> Site | MultiSite:
+    """A one-warehouse site, or a multi-warehouse site (a file with `warehouses:`)."""
+    path = _site_path(name_or_path)
+    text = read_text(path)
+    if not _is_multi(text):
+        return load_site(path)
+    spec, locator = parse_yaml_located(text, MultiSiteFile, str(path))
+    members, seen, loaded = [], {}, {}
+    for i, entry in enumerate(spec.warehouses):
+        if entry.id in seen:
+            raise locator.error(("warehouses", i, "id"), f"duplicate warehouse id {entry.id!r} (warehouses[{seen[entry.id]}])")
+        seen[entry.id] = i
+        name = entry.site
+        if name.endswith((".yaml", ".yml")) and not Path(name).is_absolute():
+            name = str(path.parent / name)
+        try:
+            member = loaded[name] if name in loaded else loaded.setdefault(name, load_site(name))
+        except InputError as err:
+            if err.line is None:  # no such site, or a multi-warehouse one: blame this entry
+                raise locator.error(("warehouses", i, "site"), f"{entry.site!r}: {err.message}") from None
+            raise
+        for name, commodity in member.spec.commodities.items():
+            if spec.commodities.setdefault(name, commodity) != commodity:
+                raise locator.error(("warehouses", i, "site"), f"commodity {name!r} is defined differently at "
+                                                               "another warehouse; goods names are shared by the run")
+        members.append(Site(namespaced(member.spec, entry.id), member.source, member.sha256))
+    digest = hashlib.sha256(text.encode())
+    for member in members:
+        digest.update(member.sha256.encode())
+    return MultiSite(spec, str(path), digest.hexdigest(), tuple(members))

@@ -100,8 +100,12 @@ def _busy(resource: simpy.Resource) -> int:
 
 
 class Warehouse:
-    def __init__(self, env: simpy.Environment, site: Site, world: PhysicalWorld, streams: RandomStreams, log: TruthLog):
+    def __init__(self, env: simpy.Environment, site: Site, world: PhysicalWorld, streams: RandomStreams, log: TruthLog,
+                 id_prefix: str = ""):
+        """`id_prefix` (e.g. `m01.`) names this warehouse's trucks and arriving lots apart from
+        those of the other warehouses of a multi-warehouse site; the site's own names carry it already."""
         self.env = env
+        self.id_prefix = id_prefix
         self.site = site
         self.spec = site.spec
         self.world = world
@@ -170,7 +174,7 @@ class Warehouse:
         self._trucks += 1
         gate = self.spec.gates[(self._trucks - 1) % len(self.spec.gates)]
         body = self.world.add_truck(self.spec.truck.tare_kg, tuple(self.spec.truck.bed_m), (gate.outside[0], gate.outside[1]))
-        return Truck(self.model, f"T{self._trucks:04d}", body, gate)
+        return Truck(self.model, f"{self.id_prefix}T{self._trucks:04d}", body, gate)
 
     def _drive(self, truck: Truck, a: tuple[float, float], b: tuple[float, float]) -> simpy.Timeout:
         return self.env.timeout(_manhattan(a, b) / self.spec.truck.speed_mps)
@@ -302,7 +306,7 @@ class Warehouse:
         commodity = self.spec.commodities[commodity_name]
         rng = self.streams.get("twin.inbound")
         for i in range(count):
-            lot_id = f"IN-{truck.name}-{i + 1}"
+            lot_id = f"{self.id_prefix}IN-{truck.name.removeprefix(self.id_prefix)}-{i + 1}"
             mass = round(float(rng.uniform(*commodity.mass_kg)), 1)
             shape = shape_for(commodity, mass)
             body = self.world.add_goods(shape, mass, self._deck_position(truck, i))
