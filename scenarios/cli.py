@@ -270,10 +270,11 @@ def _register_commands() -> None:
     from cangtwin.dash_app.cli import dash
     from cangtwin.platform.live.cli import broker_config, serve
     from cangtwin.scenarios.fidelity import fidelity
+    from cangtwin.scenarios.live.cli import live_provision, live_run
     from cangtwin.scenarios.site_show import site
     from cangtwin.scenarios.sweep_cli import sweep_command
 
-    for command in (api_token, serve, broker_config, site, fidelity, dash, sweep_command):
+    for command in (api_token, serve, broker_config, site, fidelity, dash, sweep_command, live_provision, live_run):
         main.add_command(command)
 
 

@@ -17,7 +17,7 @@ import msgspec
 import paho.mqtt.client as mqtt
 from sqlalchemy.exc import SQLAlchemyError
 
-from cangtwin.platform.clock import AsyncioClock
+from cangtwin.platform.clock import AsyncioClock, Clock
 from cangtwin.platform.cloud.alert_desk import AlertCase
 from cangtwin.platform.cloud.book import CollateralBook
 from cangtwin.platform.cloud.service import CloudService, CloudTiming
@@ -46,9 +46,13 @@ class CloudNode:
         seed_book: CollateralBook | None = None,
         scale_out: bool = False,
         tap: Tap = lambda _kind, _record: None,
+        clock: Clock | None = None,
         **cloud_options,
     ) -> None:
+        """`clock` is the platform's time (default: wall time); `cloud_options` go to CloudService
+        (e.g. `evidence`, an EvidenceRecorder on the same clock)."""
         self.worker_id = worker_id
+        self._clock = clock
         self.store = store
         self.sites = sorted(sites)
         self.scale_out = scale_out
@@ -81,7 +85,7 @@ class CloudNode:
         book = self.store.load_book() or self._seed_book or CollateralBook()
         history = self.store.ruleset_history()
         ruleset = parse_ruleset(history[-1]["text"], f"store ruleset {history[-1]['label']}") if history else self._ruleset
-        self.cloud = CloudService(AsyncioClock(loop), book, ruleset, self._tap, timing=LIVE_TIMING, **self._cloud_options)
+        self.cloud = CloudService(self._clock or AsyncioClock(loop), book, ruleset, self._tap, timing=LIVE_TIMING, **self._cloud_options)
         self.store.record_ruleset(ruleset.sha256, ruleset.label, ruleset.text, self.cloud.clock.now())
         if self.store.load_book() is None:
             self.store.commit({}, [], [], book, set(self.sites) | {LOANS_SLICE})

@@ -6,21 +6,26 @@ one `InputError` naming the file, the line and the field. Relative paths are rel
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import pydantic
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cangtwin.platform.cloud.book import CollateralBook, Loan, Lot
-from cangtwin.platform.config_file import InputError, Locator, StrictModel, parse_yaml_located, read_text
+from cangtwin.platform.config_file import InputError, Locator, StrictModel, load_yaml, parse_yaml_located, read_text
 from cangtwin.platform.edge.auth import DeviceRecord
 from cangtwin.platform.edge.outbox import OutboxConfig
 from cangtwin.platform.live import topics
+from cangtwin.platform.ledger.tree_head import PARTIES
 from cangtwin.platform.live.mqtt import MqttSettings
 from cangtwin.platform.rules.ruleset import RuleSet, load_ruleset
+from cangtwin.platform.site_geometry import SiteGeometry
 from cangtwin.platform.thing_model import ThingModel, ThingModelError
 
 
@@ -54,6 +59,7 @@ class OutboxFile(StrictModel):
 class SiteFile(StrictModel):
     name: str
     outbox: OutboxFile
+    geometry: str | None = None  # the site plan (zones, bays, time zone, hours) for rules that need it
     device_broker: BrokerFile | None = None  # the warehouse's own broker, if devices do not use `broker`
     login: LoginFile | None = None
     devices: list[DeviceFile] = pydantic.Field(min_length=1)
@@ -96,11 +102,65 @@ class BookFile(StrictModel):
     pledges: list[PledgeFile] = []
 
 
+class ClockFile(StrictModel):
+    """The platform's time: wall time, or a clock that read `start` at wall time `at` and runs `speed` times
+    as fast as the wall clock (all Unix seconds).
+
+    A harness that drives the platform faster than real time (`cangtwin live-run`) needs the
+    platform's clock to run at the same rate; both read this section, so they agree to the instant.
+    """
+
+    speed: float = pydantic.Field(default=1.0, gt=0, le=1000)
+    start: float | None = pydantic.Field(default=None, ge=0, description="platform time at wall time `at`")
+    at: float | None = pydantic.Field(default=None, ge=0, description="a wall time (Unix seconds)")
+
+    @pydantic.model_validator(mode="after")
+    def _anchored(self) -> ClockFile:
+        if (self.start is None) != (self.at is None):
+            raise ValueError("give both start and at, or neither")
+        if self.speed != 1.0 and self.start is None:
+            raise ValueError("a clock with speed other than 1 needs start and at")
+        return self
+
+    def now(self) -> float:
+        wall = time.time()
+        return wall if self.start is None else self.start + (wall - self.at) * self.speed
+
+
+class ApiFile(StrictModel):
+    """The bank API, served on the cloud's event loop."""
+
+    host: str = "127.0.0.1"
+    port: int | None = pydantic.Field(default=None, ge=0, le=65535, description="none: only with --api-port")
+    access: str = pydantic.Field(description="the access file: tokens and their roles")
+    audit: str = "sqlite:///api-audit.sqlite"
+
+
+class LedgerFile(StrictModel):
+    """The evidence ledger the cloud writes, and the parties' signing keys (Ed25519 seeds)."""
+
+    path: str
+    parties: dict[str, str]
+
+    @pydantic.field_validator("parties")
+    @classmethod
+    def _all_parties(cls, parties: dict[str, str]) -> dict[str, str]:
+        if sorted(parties) != sorted(PARTIES):
+            raise ValueError(f"needs exactly the parties {', '.join(PARTIES)}")
+        for name, seed in parties.items():
+            if len(seed) != 64 or any(c not in "0123456789abcdefABCDEF" for c in seed):
+                raise ValueError(f"{name}: a party key is 64 hex digits (an Ed25519 seed)")
+        return parties
+
+
 class ServeFile(StrictModel):
     broker: BrokerFile = BrokerFile()
     thing_descriptions: str
     rules: str | None = None
+    clock: ClockFile = ClockFile()
     cloud: CloudFile = CloudFile()
+    api: ApiFile | None = None
+    ledger: LedgerFile | None = None
     book: BookFile = BookFile()
     sites: list[SiteFile] = pydantic.Field(min_length=1)
 
@@ -114,6 +174,38 @@ class SiteDeployment:
     device_passwords: dict[str, str]
     outbox_path: Path
     outbox: OutboxConfig
+    geometry: SiteGeometry | None = None
+
+
+class DilatedClock:
+    """The deployment's clock (`ClockFile`) on an asyncio loop.
+
+    Timers shrink by the speed, so every platform timer keeps its meaning in platform time.
+    """
+
+    def __init__(self, clock: ClockFile, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.clock = clock
+        self.loop = loop or asyncio.get_running_loop()
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> None:
+        self.loop.call_later(max(0.0, delay) / self.clock.speed, callback)
+
+
+@dataclass(frozen=True)
+class ApiDeployment:
+    host: str
+    port: int | None
+    access: Path
+    audit_url: str
+
+
+@dataclass(frozen=True)
+class LedgerDeployment:
+    path: Path
+    parties: dict[str, Ed25519PrivateKey]
 
 
 @dataclass(frozen=True)
@@ -127,6 +219,9 @@ class Deployment:
     models: dict[str, ThingModel]
     sites: dict[str, SiteDeployment]
     book: CollateralBook
+    clock: ClockFile = ClockFile()
+    api: ApiDeployment | None = None
+    ledger: LedgerDeployment | None = None
 
 
 def _thing_models(directory: Path, locator: Locator) -> dict[str, ThingModel]:
@@ -206,6 +301,16 @@ def parse_deployment(text: str, source: str, base: Path) -> Deployment:
                                   site.outbox.when_full)
         except ValueError as exc:
             raise locator.error(("sites", i, "outbox"), str(exc)) from None
+        geometry = None
+        if site.geometry is not None:
+            try:
+                geometry = load_yaml(base / site.geometry, SiteGeometry)
+            except InputError as exc:
+                raise locator.error(("sites", i, "geometry"), f"the site plan does not load: {exc}") from None
+        elif any(d.type == "positioning-tag" for d in site.devices) and any(
+                e.kind == "geofence" and e.enabled for e in ruleset.entries):
+            raise locator.error(("sites", i), "the geofence rule needs a site plan (geometry: FILE) "
+                                              "for this site's positioning tags")
         login = site.login
         uplink = MqttSettings(broker.host, broker.port, login.username if login else None,
                               login.password if login else None, connect_timeout_s=broker.connect_timeout_s)
@@ -214,15 +319,22 @@ def parse_deployment(text: str, source: str, base: Path) -> Deployment:
             site.name, uplink,
             dataclasses.replace(uplink, host=local.host, port=local.port, connect_timeout_s=local.connect_timeout_s)
             if local else uplink,
-            devices, passwords, base / site.outbox.path, outbox,
+            devices, passwords, base / site.outbox.path, outbox, geometry,
         )
+    if spec.ledger and spec.cloud.scale_out:  # several workers must not append to one ledger file
+        raise locator.error(("ledger",), "one evidence ledger per cloud: not with cloud.scale_out")
     login = spec.cloud.login
     return Deployment(
         source, broker,
         MqttSettings(broker.host, broker.port, login.username if login else None, login.password if login else None,
                      connect_timeout_s=broker.connect_timeout_s),
         _database_url(spec.cloud.database, base), spec.cloud.scale_out, ruleset, models, sites,
-        _book(spec.book, set(sites), locator),
+        _book(spec.book, set(sites), locator), spec.clock,
+        ApiDeployment(spec.api.host, spec.api.port, base / spec.api.access, _database_url(spec.api.audit, base))
+        if spec.api else None,
+        LedgerDeployment(base / spec.ledger.path, {name: Ed25519PrivateKey.from_private_bytes(bytes.fromhex(seed))
+                                                    for name, seed in spec.ledger.parties.items()})
+        if spec.ledger else None,
     )
 
 

@@ -21,13 +21,14 @@ import msgspec
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cangtwin.platform.clock import AsyncioClock
+from cangtwin.platform.clock import AsyncioClock, Clock
 from cangtwin.platform.edge.auth import DeviceRecord
 from cangtwin.platform.edge.outbox import Outbox, OutboxConfig, OutboxFull
 from cangtwin.platform.edge.service import EdgeService, EdgeTiming
 from cangtwin.platform.live import topics
 from cangtwin.platform.live.mqtt import MqttEndpoint, MqttSettings
 from cangtwin.platform.rules.ruleset import RuleSet
+from cangtwin.platform.site_geometry import SiteGeometry
 from cangtwin.platform.thing_model import ThingModel
 
 Tap = Callable[[str, object], None]
@@ -102,8 +103,13 @@ class EdgeNode:
         tap: Tap = lambda _kind, _record: None,
         timing: EdgeTiming = LIVE_TIMING,
         device_mqtt: MqttSettings | None = None,
+        clock: Clock | None = None,
+        geometry: SiteGeometry | None = None,
     ) -> None:
-        """`mqtt_settings` is the uplink's broker; `device_mqtt` the devices' one (default: the same)."""
+        """`mqtt_settings` is the uplink's broker; `device_mqtt` the devices' one (default: the same);
+        `clock` the platform's time (default: wall time); `geometry` the site plan, if provisioned."""
+        self._clock = clock
+        self._geometry = geometry
         self.site = site
         self.stats = EdgeStats()
         self._tap = tap
@@ -122,9 +128,9 @@ class EdgeNode:
     async def start(self) -> None:
         devices, models, ruleset, timing = self._build
         self.service = EdgeService(
-            self.site, AsyncioClock(), devices, models, ruleset,
+            self.site, self._clock or AsyncioClock(), devices, models, ruleset,
             _CommitNotifyingOutbox(self.outbox, self._settle_frames, self.stats), self._send_uplink, self._tap,
-            timing=timing, send_command=self._send_command,
+            timing=timing, send_command=self._send_command, geometry=self._geometry,
         )
         self.service.start()
         await self.device_link.start(offline_ok=True)

@@ -1,0 +1,136 @@
+"""The platform-under-test adapter: its file, topics per the Thing Descriptions, the broker's logins
+and ACLs as a device sees them, and alerts by webhook. (Alerts by REST polling, against cangtwin's
+own live platform, are in test_live_realtime.py.)"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cangtwin.platform.config_file import InputError
+from cangtwin.platform.wire import seal
+from cangtwin.scenarios.live.adapter import AlertCollector, DevicePublisher, load_adapter
+from cangtwin.scenarios.live.cli import live_run
+
+from services import MissingBinary, skip_or_fail, start_mosquitto
+
+LIBRARY = Path(__file__).resolve().parents[1] / "scenarios" / "library"
+POLL = {"poll": {"url": "http://127.0.0.1:9/v1/alerts", "token": "t"}}
+
+
+def adapter_file(tmp_path: Path, name: str = "adapter.yaml", **data) -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump({"site": "small", "alerts": POLL, **data}, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("data,expected", [
+    ({"colour": "red"}, r"adapter\.yaml:\d+: colour: Extra inputs are not permitted"),
+    ({"topic": "cangtwin/{siteId}/{deviceName}"}, r"adapter\.yaml:\d+: topic: .*unknown variable \{deviceName\}"),
+    ({"topic": "cangtwin/+/{deviceId}"}, r"adapter\.yaml:\d+: topic: .*wildcards"),
+    ({"alerts": {**POLL, "webhook": {"port": 0}}}, r"adapter\.yaml:\d+: alerts: .*exactly one of poll or webhook"),
+    ({"alerts": {"poll": {"url": "ftp://x", "token": "t"}}}, r"adapter\.yaml:\d+: alerts\.poll\.url"),
+    ({"clock": {"speed": 60}}, r"adapter\.yaml:\d+: clock: .*needs start and at"),
+    ({"broker": {"port": 0}}, r"adapter\.yaml:\d+: broker\.port"),
+])
+def test_bad_adapter_file_is_one_located_line(tmp_path, data, expected):
+    with pytest.raises(InputError) as error:
+        load_adapter(adapter_file(tmp_path, **data))
+    assert re.search(expected, str(error.value)), str(error.value)
+    result = CliRunner().invoke(live_run, [str(LIBRARY / "demo-outbound.yaml"), "--config",
+                                           str(tmp_path / "adapter.yaml")])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_live_run_refuses_what_it_cannot_play_and_a_foreign_speed(tmp_path):
+    clock = {"speed": 20.0, "start": 1.0e9, "at": time.time()}
+    config = adapter_file(tmp_path, clock=clock)
+    result = CliRunner().invoke(live_run, [str(LIBRARY / "demo-outbound.yaml"), "--config", str(config)])
+    assert result.exit_code == 2 and "operations[1]: release: a bank action on the platform" in result.output
+    outage = tmp_path / "outage.yaml"
+    outage.write_text((LIBRARY / "authorized-release.yaml").read_text(encoding="utf-8").split("operations:")[0]
+                      + "injections:\n  - {kind: uplink-outage, id: o-1, at: 1m, duration: 5m}\n", encoding="utf-8")
+    result = CliRunner().invoke(live_run, [str(outage), "--config", str(config)])
+    assert result.exit_code == 2 and re.search(r"injections\[\d\]: uplink-outage: acts on the platform's side",
+                                               result.output), result.output
+    result = CliRunner().invoke(live_run, [str(LIBRARY / "forged-device.yaml"), "--config", str(config),
+                                           "--speed", "60"])
+    assert result.exit_code == 2 and "runs at 20x, not --speed 60x" in result.output, result.output
+
+
+def test_topics_follow_the_thing_descriptions_or_the_template(tmp_path):
+    from_tds = load_adapter(adapter_file(tmp_path))
+    assert from_tds.topic("rfid-g1", "rfid-reader", "tag_read") == "cangtwin/small/rfid-g1/tag_read"
+    assert from_tds.topic("scale-wb1", "weighbridge", "heartbeat") == "cangtwin/small/scale-wb1/heartbeat"
+    assert from_tds.topic("rogue-x", None, "heartbeat") == "cangtwin/small/rogue-x/heartbeat"  # a forged device
+    templated = load_adapter(adapter_file(tmp_path, "t.yaml", topic="plant/{siteId}/dev/{deviceId}"))
+    assert templated.topic("rfid-g1", "rfid-reader", "tag_read") == "plant/small/dev/rfid-g1"
+
+
+@settings(max_examples=50, deadline=None)
+@given(speed=st.floats(0.5, 500), start=st.floats(1e9, 2e9), lag=st.floats(0, 1e5))
+def test_dilated_clock_runs_at_its_speed(tmp_path_factory, speed, start, lag):
+    at = time.time() - lag
+    adapter = load_adapter(adapter_file(tmp_path_factory.mktemp("c"), clock={"speed": speed, "start": start, "at": at}))
+    before, now, after = time.time(), adapter.platform_now(), time.time()
+    assert start + (before - at) * speed - 1e-3 <= now <= start + (after - at) * speed + 1e-3
+
+
+def test_devices_publish_with_their_own_logins_and_an_intruder_is_refused(tmp_path):
+    acl = "user small.rfid-g1\ntopic write cangtwin/small/rfid-g1/#\n"
+    try:
+        broker = start_mosquitto(tmp_path / "mq", passwords={"small.rfid-g1": "pw-rfid"}, acl=acl)
+    except MissingBinary as error:
+        skip_or_fail(error)
+    with broker:
+        adapter = load_adapter(adapter_file(tmp_path, broker={"host": "127.0.0.1", "port": broker.port},
+                                            logins={"passwords": {"rfid-g1": "pw-rfid"}}))
+        publisher = DevicePublisher(adapter, {"rfid-g1": "rfid-reader"})
+        try:
+            publisher.connect_all()
+            key = b"k" * 32
+            for seq in range(1, 6):
+                publisher.send(seal("rfid-g1", key, seq, time.time(), "tag_read",
+                                    {"tag": "EPC-1", "rssi_dbm": -50.0, "antenna": "1"}))
+            assert publisher.drain(15.0) and publisher.acked == 5 and publisher.broker_refused == 0
+            publisher.send(seal("rogue-x", key, 1, time.time(), "heartbeat", {"uptime_s": 1.0, "status": "ok"}))
+            assert publisher.drain(15.0) and publisher.broker_refused == 1 and "rogue-x" in publisher.refused
+        finally:
+            publisher.close()
+        wrong = load_adapter(adapter_file(tmp_path, "w.yaml", broker={"host": "127.0.0.1", "port": broker.port},
+                                          logins={"passwords": {"rfid-g1": "guessed"}}))
+        with pytest.raises(Exception, match="device rfid-g1 refused"):
+            DevicePublisher(wrong, {"rfid-g1": "rfid-reader"}).connect_all()
+
+
+def test_alerts_by_webhook(tmp_path):
+    adapter = load_adapter(adapter_file(tmp_path, alerts={
+        "webhook": {"port": 0, "path": "/hook", "token": "s3cret", "items": "alerts"},
+        "fields": {"id": "alertId", "rule": "type", "targets": "about", "event_time": "when.happened",
+                   "visible_at": None, "raised_at": None, "cloud_received_at": None}}))
+    collector = AlertCollector(adapter)
+    collector.start()
+    try:
+        url = collector.webhook_url
+        one = {"alertId": "V-1", "type": "outbound-unauthorized", "about": ["lot:B01-03"],
+               "when": {"happened": "2026-03-02T00:31:00Z"}}
+        auth = {"Authorization": "Bearer s3cret"}
+        assert httpx.post(url, json={"alerts": [one, one]}, headers=auth).status_code == 200
+        assert httpx.post(url, json={"alerts": [one]}).status_code == 401
+        assert httpx.post(url, json={"alerts": [{"alertId": "V-2"}]}, headers=auth).status_code == 422
+        assert httpx.post(url.replace("/hook", "/other"), json={}, headers=auth).status_code == 404
+        [seen] = collector.alerts()
+        assert seen.alert.id == "V-1" and seen.alert.targets == ("lot:B01-03",)
+        assert seen.alert.event_time == 1772411460.0  # ISO times are understood
+        assert seen.visible_at is not None and seen.visible_at >= time.time() - 60  # when the harness heard it
+        assert collector.malformed and collector.answered
+    finally:
+        collector.stop()

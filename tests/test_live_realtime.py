@@ -1,0 +1,112 @@
+"""The twin drives cangtwin's live platform in real time (10x), through the adapter alone.
+
+One short scenario holds both sides of the demo: an honest truck takes unpledged goods out
+through the gate, then a theft takes two pledged coils the same way. Devices publish over a
+private Mosquitto with their own logins and ACLs; `serve` (edge, cloud, bank API) runs as a real
+process on a clock at 10x; alerts come back only by polling the bank API as the adapter says.
+The same scenario in virtual time gives the same verdicts.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from cangtwin.platform.live.broker import acl_text, logins
+from cangtwin.scenarios.live.cli import live_run, provision
+from cangtwin.scenarios.result import build_result
+from cangtwin.scenarios.run import run_scenario
+from cangtwin.scenarios.spec import load_scenario
+
+from services import MissingBinary, free_port, skip_or_fail, start_mosquitto
+from test_live_serve import launch_serve, serving
+
+SPEED = 10.0  # budgets at 10x: 0.5 s wall for a frame to reach the edge (5 s clock skew), ~2 s for a twin stall
+SCENARIO = """\
+scenario: live-gate
+description: An honest outbound of unpledged goods, then two pledged coils leave with no release.
+site: small
+seed: 7
+start: "2026-03-02T08:30"
+duration: 270s
+twin: {lidar_scans: false}
+loans:
+  - {id: LN-A-001, bank: bank-a, borrower: acme, amount_cny: 700000, bays: [B01, B02, B09]}
+operations:
+  - {kind: outbound, at: 0s, lots: [B07-01]}
+injections:
+  - {kind: unauthorized-outbound, id: theft-1, at: 20s, lots: [B01-03, B02-01]}
+expectations:
+  - {kind: detect, label: theft-1, rule: outbound-unauthorized, view: bank, success_s: 60, acceptable_s: 120}
+  - {kind: no-false-alarms}
+  - {kind: zero-loss}
+"""
+
+
+def _edit(path: Path, change) -> None:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+@pytest.fixture
+def live_platform(tmp_path):
+    """A provisioned deployment of the scenario: a broker with its logins and ACLs, and `serve`."""
+    scenario_path = tmp_path / "live-gate.yaml"
+    scenario_path.write_text(SCENARIO, encoding="utf-8")
+    files = provision(load_scenario(scenario_path), tmp_path / "deploy", broker_port=1, api_port=free_port(),
+                      speed=SPEED)
+    serve_cfg = yaml.safe_load(files["serve.yaml"].read_text(encoding="utf-8"))
+    site = serve_cfg["sites"][0]
+    all_logins = logins({site["name"]: (site["login"]["password"], {d["id"]: d["password"] for d in site["devices"]})},
+                        serve_cfg["cloud"]["login"]["password"])
+    try:
+        broker = start_mosquitto(tmp_path / "mosquitto", passwords={l.username: l.password for l in all_logins},
+                                 acl=acl_text(all_logins))
+    except MissingBinary as error:
+        skip_or_fail(error)
+    with broker:
+        for name in ("serve.yaml", "adapter.yaml"):
+            _edit(files[name], lambda data: data["broker"].update(port=broker.port))
+        _edit(files["adapter.yaml"], lambda data: data.update(settle_s=3.0))
+        process = serving(launch_serve(files["serve.yaml"]))
+        try:
+            yield scenario_path, files, broker
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=15) == 0
+
+
+def test_theft_caught_and_honest_outbound_quiet_live_as_in_virtual_time(live_platform, tmp_path):
+    scenario_path, files, _broker = live_platform
+    run = CliRunner().invoke(live_run, [str(scenario_path), "--config", str(files["adapter.yaml"]),
+                                        "--speed", str(SPEED), "--out", str(tmp_path / "results")])
+    assert run.exit_code == 0, run.output
+    result = json.loads((tmp_path / "results" / "live-gate-s7-live" / "result.json").read_text(encoding="utf-8"))
+    live = result["live"]
+
+    # everything crossed the broker under the devices' own logins, and the endpoint answered
+    assert live["drained"] and live["published"] == live["broker_acked"] > 500 and live["broker_refused"] == 0
+    assert live["endpoint_answered"] and live["malformed_alerts"] == 0
+    assert result["provenance"]["live"] is True and live["unobservable_expectations"] == ["zero-loss"]
+    # the theft: caught by its primary rule, matched to its label, seen by the bank after the act
+    detection = result["detections"]["theft-1"]
+    assert detection["rule"] == "outbound-unauthorized" and detection["bank_latency_s"] > 0
+    caught = next(a for a in result["alerts"] if a["id"] == detection["alert"])
+    assert {"lot:B01-03", "lot:B02-01"} <= set(caught["targets"])
+    # the honest near miss: the unpledged lot left through the same gate and nothing was raised about it
+    assert not any("lot:B07-01" in a["targets"] for a in result["alerts"])
+    assert result["false_alarms"] == [] and result["missed"] == [] and result["status"] == "SUCCESS"
+
+    # the same scenario in virtual time: the same verdicts, the same alerts (latencies aside)
+    virtual = build_result(run_scenario(load_scenario(scenario_path), tmp_path / "virtual"), "-")
+    verdicts = lambda r: {label: d["rule"] for label, d in r["detections"].items()}  # noqa: E731
+    assert verdicts(result) == verdicts(virtual) == {"theft-1": "outbound-unauthorized"}
+    alerts = lambda r: sorted((a["rule"], tuple(sorted(a["targets"]))) for a in r["alerts"])  # noqa: E731
+    assert alerts(result) == alerts(virtual)
+    assert virtual["false_alarms"] == [] and virtual["missed"] == []
