@@ -28,69 +28,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import msgspec
 import simpy
 
-from cangtwin.scenarios.run import run_scenario
-from cangtwin.scenarios.spec import load_scenario
-from cangtwin.twin.site import load_site
-
-TARGET_WALL_S_PER_DAY = 120.0
-PLEDGED_BAYS = ["W01", "W02", "W03", "W04", "E01", "E02", "E03", "E04"]
-BOX_BAYS = [("W09", "aluminium-ingot"), ("W14", "aluminium-ingot"), ("E09", "rubber-bale"), ("E12", "rubber-bale")]
-
-
-def day_scenario(hours: float, start_hour: int = 0) -> str:
-    """The scenario text: `hours` of the working day from `start_hour` o'clock."""
-    site = load_site("medium").spec
-    leaving = [f"{b.id}-{n:02d}" for b in site.bays if b.id not in PLEDGED_BAYS and b.commodity != "steel-coil"
-               for n in range(1, b.initial_lots + 1)]
-    ops = []
-    for k, clock_minute in enumerate(range(8 * 60, 18 * 60, 15)):
-        minute = clock_minute - start_hour * 60
-        if minute < 0:
-            continue
-        if minute >= hours * 60:
-            break
-        if k % 2 == 0:
-            bay, commodity = BOX_BAYS[(k // 2) % len(BOX_BAYS)]
-            ops.append(f"  - {{kind: inbound, at: {minute}m, commodity: {commodity}, count: 3, bay: {bay}}}")
-        else:
-            lots = ", ".join(leaving.pop(7 * (k % 5)) for _ in range(2))
-            ops.append(f"  - {{kind: outbound, at: {minute}m, lots: [{lots}]}}")
-    return "\n".join([
-        "scenario: bench-medium-day",
-        "site: medium",
-        "seed: 20260303",
-        f'start: "2026-03-03T{start_hour:02d}:00"',
-        f"duration: {hours * 3600:g}s",
-        "loans:",
-        f"  - {{id: LN-M-001, bank: bank-a, borrower: 华东金属贸易有限公司, amount_cny: 3000000, bays: [{', '.join(PLEDGED_BAYS)}]}}",
-        "operations:" if ops else "operations: []",
-        *ops,
-        "expectations:",
-        "  - {kind: no-false-alarms}",
-    ]) + "\n"
-
-
-def run_day(hours: float, folder: Path, start_hour: int = 0):
-    path = folder / "bench-medium-day.yaml"
-    path.write_text(day_scenario(hours, start_hour), encoding="utf-8")
-    wall, cpu = time.perf_counter(), time.process_time()
-    outcome = run_scenario(load_scenario(path), folder / "run")
-    return outcome, time.perf_counter() - wall, time.process_time() - cpu
-
-
-def emitted_by_type(outcome) -> Counter:
-    """(device, kind) of every device message, from the run's event log."""
-    decode = msgspec.json.Decoder().decode
-    types = {d.id: d.type for d in outcome.scenario.site.spec.devices}
-    counts: Counter = Counter()
-    for line in outcome.log.lines:
-        if b'"ev":"device.emit"' in line:
-            data = decode(line)["data"]
-            counts[(types.get(data["device"], "?"), data["kind"])] += 1
-    return counts
+from cangtwin.scenarios.fidelity_speed import TARGET_WALL_S_PER_DAY, emitted_by_type, run_day
 
 
 def simpy_floor(events: int) -> float:

@@ -19,7 +19,7 @@ from cangtwin.platform.edge.auth import DeviceAuthenticator, DeviceRecord
 from cangtwin.platform.edge.fusion import GateFusion, Passage
 from cangtwin.platform.edge.load_check import LoadChecker
 from cangtwin.platform.perception.camera_features import CameraFeatures, FrameError
-from cangtwin.platform.perception.lidar_volume import BayScan, perceive_scan
+from cangtwin.platform.perception.lidar_volume import BayScan, LidarPerception
 from cangtwin.platform.edge.outbox import OutboxFull
 from cangtwin.platform.processing import ServiceQueue
 from cangtwin.platform.records import (
@@ -120,6 +120,7 @@ class EdgeService:
         self.fusion = GateFusion(site, id_prefix=self.name)
         self.loads = LoadChecker(site, id_prefix=self.name)
         self.cameras = CameraFeatures()  # per-camera baselines for the analysis streams
+        self.lidars = LidarPerception()  # per-bay estimates, redone only where the returns changed
         self.book = BookView()
         self.context = EdgeContext(site, self.book, devices, extra={"geometry": geometry} if geometry else {})
         self._rules_read_messages = self.engine.consumes(DeviceMessage)
@@ -194,8 +195,8 @@ class EdgeService:
             if observation is not None:
                 self._run_rules(observation)
         if envelope.kind == "scan" and self.engine.consumes(BayScan) and "geometry" in self.context.extra:
-            for bay_scan in perceive_scan(envelope.device, envelope.clock, received_at, payload, device.attrs,
-                                          self.context.extra["geometry"]):
+            for bay_scan in self.lidars.perceive(envelope.device, envelope.clock, received_at, payload, device.attrs,
+                                                 self.context.extra["geometry"]):
                 self._run_rules(bay_scan)
         if envelope.kind == "full_frame" and envelope.device in self._captures:
             self._clip(envelope.device, payload.data, envelope.clock, received_at)
