@@ -16,8 +16,11 @@ The edge decodes each admitted `analysis_frame` (PNG) and keeps a little state p
 - **shift_px**: global translation against the camera's reference frame (the mean of its first
   frames) by phase correlation (Kuglin & Hines 1975) on 2×2-binned frames, with a parabolic
   sub-pixel peak. Phase correlation costs ~70 µs here, so it only runs when a cheap zero-shift
-  correlation with the reference (`similarity`) drops below `similarity_gate`; above it the view
-  has not moved and the shift is 0.
+  correlation with the reference (`similarity`) drops below `similarity_gate` times the
+  similarity the frame's own sensor noise allows an unmoved view; above it the view has not
+  moved and the shift is 0 (in a dark, noisy scene phase correlation locks onto noise). When
+  even an unmoved view could not correlate above `VISIBLE_SIMILARITY`, the scene is lost in the
+  noise and the shift is unknown (None).
 - **motion**: RMS frame-to-frame change beyond sensor noise, relative to brightness: something
   moved in the view (a forklift crossing), which is not tamper.
 
@@ -38,6 +41,8 @@ import msgspec
 import numpy as np
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Below this expected similarity of an unmoved view, the frame's structure is under its noise.
+VISIBLE_SIMILARITY = 0.3
 CHANNELS = {0: 1, 2: 3}  # PNG colour type → channels
 ENCODING_CHANNELS = {"png-gray8": 1, "png-rgb8": 3}
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601
@@ -189,8 +194,10 @@ class _Reference:
     def similarity(self, centred: np.ndarray) -> float:
         return float(np.vdot(centred, self.unit)) / max(float(np.vdot(centred, centred)) ** 0.5, 1e-6)
 
-    def shift(self, centred: np.ndarray) -> float:
-        """Phase correlation peak, with a parabolic sub-pixel fit on each axis."""
+    def shift(self, centred: np.ndarray, verify: bool) -> float:
+        """Phase correlation peak, with a parabolic sub-pixel fit on each axis. With `verify`
+        (the view still resembles the reference), 0 when the reference moved by that much
+        matches the frame no better than where it was: a peak that noise made."""
         cross = np.fft.rfft2(centred * self.window) * self.spectrum_conj
         cross /= np.abs(cross) + 1e-9
         surface = np.fft.irfft2(cross, s=centred.shape)
@@ -205,6 +212,9 @@ class _Reference:
         dx = px + refine(surface[py, (px - 1) % w], surface[py, px], surface[py, (px + 1) % w])
         dy = dy - h if dy > h / 2 else dy
         dx = dx - w if dx > w / 2 else dx
+        if verify and np.vdot(centred, np.roll(self.unit, (round(dy), round(dx)), axis=(0, 1))) \
+                <= np.vdot(centred, self.unit):
+            return 0.0
         return 2.0 * float(np.hypot(dx, dy))  # binned pixels → analysis pixels
 
 
@@ -256,7 +266,13 @@ class CameraStream:
                 self._learning = []
         else:
             similarity = self._reference.similarity(centred)
-            shift = 0.0 if similarity >= self.similarity_gate else self._reference.shift(centred)
+            unmoved = self._unmoved_similarity(centred)
+            if unmoved < VISIBLE_SIMILARITY:
+                shift = None  # the scene is lost in the noise: no telling where the view points
+            elif similarity >= self.similarity_gate * unmoved:
+                shift = 0.0
+            else:
+                shift = self._reference.shift(centred, verify=similarity >= 0.5 * unmoved)
             if texture is not None and self._baseline > 0:
                 ratio = texture / self._baseline
         self._prev, self._prev_binned, self._prev_gradients = grey, b, (gx, gy)
@@ -267,6 +283,22 @@ class CameraStream:
             self.device, at, received_at, float(mean_b) / 4, plain(texture), plain(ratio), float(frozen),
             plain(similarity), plain(shift), plain(motion),
         )
+
+    def _unmoved_similarity(self, centred: np.ndarray) -> float:
+        """The similarity an unmoved view would show through sensor noise.
+
+        With scene variance S and noise variance N per frame, a frame correlates with the noise-free
+        scene at √(S/(S+N)), and the reference, a mean of `warmup` frames, carries N/warmup of
+        its own: √(S/(S+N/warmup)). A dark night scene may sit at 0.6 without having moved. N is
+        half the median squared frame difference (two frames' noise); S is what the frame has more."""
+        if not self._noise:
+            return 1.0
+        variance = float(np.vdot(centred, centred)) / centred.size
+        noise = statistics.median(self._noise) / 2
+        signal = max(0.0, variance - noise)
+        if signal == 0.0:
+            return 0.0
+        return float(np.sqrt(signal / variance * signal / (signal + noise / self.warmup)))
 
     def _frozen_score(self, grey: np.ndarray) -> float:
         digest = zlib.crc32(np.ascontiguousarray(grey))
