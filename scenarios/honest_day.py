@@ -1,6 +1,7 @@
 """Honest site-days: scenario files of a warehouse's ordinary day, for false-alarm baselines.
 
-A day starts at local midnight. Two banks hold loans over half the bays. In working hours a truck
+A day starts at local midnight. Two banks hold loans over half the bays, each at half the
+collateral's list value. In working hours a truck
 comes every 15 minutes, alternating an inbound of 3 lots into an unpledged box bay and an outbound
 of 2 unpledged lots; at noon bank B releases two of its lots and the borrower collects them, the
 near miss of an unauthorized outbound. Days off are quiet: heartbeats, climate, scans, frames.
@@ -15,6 +16,7 @@ from cangtwin.twin.site import load_site
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 TRUCK_EVERY_MIN = 15
+LOAN_TO_VALUE = 0.5
 
 
 def honest_day(site_name: str, day: dt.date, seed: int, lidar_scans: bool = True) -> str:
@@ -43,10 +45,16 @@ def honest_day(site_name: str, day: dt.date, seed: int, lidar_scans: bool = True
             ops.append(f"  - {{kind: release, at: 720m, loan: LN-B-001, lots: [{', '.join(released)}]}}")
             ops.append(f"  - {{kind: outbound, at: 735m, lots: [{', '.join(released)}]}}")
     ops.sort(key=lambda line: int(line.split("at: ")[1].split("m")[0]))
-    loans = [f"  - {{id: LN-A-001, bank: bank-a, borrower: 华东金属贸易有限公司, amount_cny: 3000000, "
+    def amount(bays) -> int:
+        """Half the collateral's value at list price: a loan a bank would make (LTV 50 %)."""
+        value = sum(b.initial_lots * sum(spec.commodities[b.commodity].mass_kg) / 2 / 1000
+                    * spec.commodities[b.commodity].value_cny_per_t for b in bays)
+        return round(LOAN_TO_VALUE * value, -3)
+
+    loans = [f"  - {{id: LN-A-001, bank: bank-a, borrower: 华东金属贸易有限公司, amount_cny: {amount(bank_a):.0f}, "
              f"bays: [{', '.join(b.id for b in bank_a)}]}}"]
     if bank_b:
-        loans.append(f"  - {{id: LN-B-001, bank: bank-b, borrower: 江南电缆有限公司, amount_cny: 1500000, "
+        loans.append(f"  - {{id: LN-B-001, bank: bank-b, borrower: 江南电缆有限公司, amount_cny: {amount(bank_b):.0f}, "
                      f"bays: [{', '.join(b.id for b in bank_b)}]}}")
     return "\n".join([
         f"scenario: honest-{site_name}-{day.isoformat()}",
