@@ -54,17 +54,38 @@ class Entry(RuleEntry):
 
 
 @dataclass
+class _Sustained:
+    """A condition that must hold over stable readings for a while before it is reported, once."""
+
+    since: float | None = None
+    alerted: bool = False
+
+    def update(self, clock: float, holds: bool | None, min_s: float) -> float | None:
+        """`holds` None (an unstable reading) neither starts nor ends it. Returns when it began,
+        the first time it has held for `min_s`."""
+        if holds is None:
+            return None
+        if not holds:
+            self.since, self.alerted = None, False
+            return None
+        if self.since is None:
+            self.since = clock
+        if self.alerted or clock - self.since < min_s:
+            return None
+        self.alerted = True
+        return self.since
+
+
+@dataclass
 class _Scale:
     fuser: WeighingFuser
     pending: list[tuple[float, int, float, float, bool]] = field(default_factory=list)  # clock, seq, recv, kg, stable
     newest_clock: float = float("-inf")
     newest_arrival: float = float("-inf")
     released_clock: float = float("-inf")
-    drift_since: float | None = None
-    drift_alerted: bool = False
+    zero_drift: _Sustained = field(default_factory=_Sustained)
+    no_vehicle: _Sustained = field(default_factory=_Sustained)
     views: list[tuple[float, str]] = field(default_factory=list)  # (clock, plate in view), sorted
-    empty_since: float | None = None  # loaded and stable with no vehicle in view, since
-    empty_alerted: bool = False
 
 
 class WeighbridgeAnomaly(Rule):
@@ -132,16 +153,10 @@ class WeighbridgeAnomaly(Rule):
         at = bisect.bisect_right(scale.views, (clock, "\uffff"))
         plate = scale.views[at - 1][1] if at else ""
         del scale.views[: max(0, at - 1)]  # readings arrive in clock order: older views are done with
-        if not scale.fuser.loaded or plate:
-            scale.empty_since, scale.empty_alerted = None, False
+        holds = False if not scale.fuser.loaded or plate else (True if stable else None)
+        since = scale.no_vehicle.update(clock, holds, self.params.no_vehicle_min_s)
+        if since is None:
             return []
-        if not stable:
-            return []
-        if scale.empty_since is None:
-            scale.empty_since = clock
-        if scale.empty_alerted or clock - scale.empty_since < self.params.no_vehicle_min_s:
-            return []
-        scale.empty_alerted = True
         device = scale.fuser.device
         return [
             Finding(
@@ -149,28 +164,20 @@ class WeighbridgeAnomaly(Rule):
                 event_time=clock,
                 observed_at=received_at,
                 summary=f"weighbridge {device} reads {mass:g} kg with no vehicle in view",
-                dedupe_key=f"{device}:no-vehicle@{scale.empty_since:.3f}",
-                detail={"check": "no-vehicle", "mass_kg": mass, "since": scale.empty_since},
+                dedupe_key=f"{device}:no-vehicle@{since:.3f}",
+                detail={"check": "no-vehicle", "mass_kg": mass, "since": since},
             )
         ]
 
     def _judge_zero(
         self, scale: _Scale, clock: float, mass: float, stable: bool, targets: tuple[str, ...], received_at: float
     ) -> list[Finding]:
-        if scale.fuser.loaded:
-            scale.drift_since, scale.drift_alerted = None, False
-            return []
-        if not stable:
-            return []
         e = scale.fuser.division_kg
-        if abs(mass) <= self.params.zero_tolerance_e * e:
-            scale.drift_since, scale.drift_alerted = None, False
+        off_zero = abs(mass) > self.params.zero_tolerance_e * e
+        holds = False if scale.fuser.loaded else (off_zero if stable else None)
+        since = scale.zero_drift.update(clock, holds, self.params.zero_drift_min_s)
+        if since is None:
             return []
-        if scale.drift_since is None:
-            scale.drift_since = clock
-        if scale.drift_alerted or clock - scale.drift_since < self.params.zero_drift_min_s:
-            return []
-        scale.drift_alerted = True
         device = scale.fuser.device
         return [
             Finding(
@@ -178,8 +185,8 @@ class WeighbridgeAnomaly(Rule):
                 event_time=clock,
                 observed_at=received_at,
                 summary=f"weighbridge {device} reads {mass:g} kg ({mass / e:+.1f}e) when empty",
-                dedupe_key=f"{device}:zero@{scale.drift_since:.3f}",
-                detail={"check": "zero-drift", "mass_kg": mass, "division_kg": e, "since": scale.drift_since},
+                dedupe_key=f"{device}:zero@{since:.3f}",
+                detail={"check": "zero-drift", "mass_kg": mass, "division_kg": e, "since": since},
             )
         ]
 
