@@ -40,6 +40,8 @@ BROKEN = {
                                  "exceed weighbridge WB1's capacity"),
     "camera-without-view": (((r"(id: cam-scale, .*?\]), look_at: \[[^\]]*\]", r"\1"),), "id: cam-scale",
                             "devices[6].look_at", "needs a look_at"),
+    "bay-overfull": (((r"(\{id: B01, .*?)initial_lots: 5\}", r"\1initial_lots: 40}"),), "id: B01",
+                     "bays[0].initial_lots", "holds at most 12 lots of steel-coil, not 40"),
 }
 
 

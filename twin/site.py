@@ -141,6 +141,12 @@ class Site:
         return self.spec.site
 
 
+def _bay_capacity(bay: Bay, commodity: Commodity) -> int:
+    from cangtwin.twin.world import slot_positions  # the world module imports this one
+
+    return len(slot_positions(bay, commodity))
+
+
 def _check_geometry(spec: SiteFile, locator: Locator) -> None:
     def fail(*path_and_message) -> None:
         *path, message = path_and_message
@@ -162,6 +168,10 @@ def _check_geometry(spec: SiteFile, locator: Locator) -> None:
         for j, other in enumerate(spec.bays[:i]):
             if bay.rect.overlaps(other.rect):
                 fail("bays", i, "rect", f"bay {bay.id} overlaps bay {other.id} (bays[{j}])")
+        capacity = _bay_capacity(bay, spec.commodities[bay.commodity])
+        if bay.initial_lots > capacity:
+            fail("bays", i, "initial_lots",
+                 f"bay {bay.id} holds at most {capacity} lots of {bay.commodity}, not {bay.initial_lots}")
     gates = {g.id for g in spec.gates}
     scales = {w.id: w for w in spec.weighbridges}
     forklifts = {f.id for f in spec.forklifts}

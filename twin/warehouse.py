@@ -23,7 +23,7 @@ import simpy
 
 from cangtwin.twin.rng import RandomStreams
 from cangtwin.twin.site import Bay, Dock, Gate, Site, Weighbridge
-from cangtwin.twin.world import PhysicalWorld, Shape, shape_for
+from cangtwin.twin.world import PhysicalWorld, Shape, shape_for, slot_positions
 
 TruthLog = Callable[[str, dict], None]
 GATE_SPEED_MPS = 2.0
@@ -126,15 +126,7 @@ class Warehouse:
 
     # --- stock ---------------------------------------------------------------------------------
     def _slot_positions(self, bay: Bay) -> list[tuple[float, float, float]]:
-        commodity = self.spec.commodities[bay.commodity]
-        shape = shape_for(commodity, commodity.mass_kg[1])
-        footprint = 2 * shape.size[0] if shape.kind == "coil" else max(shape.size[0], shape.size[1])
-        pitch = footprint + 0.4
-        r = bay.rect
-        cols, rows = int((r.x1 - r.x0) // pitch), int((r.y1 - r.y0) // pitch)
-        floor = [(r.x0 + pitch * (c + 0.5), r.y0 + pitch * (k + 0.5)) for k in range(rows) for c in range(cols)]
-        layers = 1 if shape.kind == "coil" else 3  # coils stand eye-up on the floor; boxes stack 3 high
-        return [(x, y, layer * shape.height) for layer in range(layers) for x, y in floor]
+        return slot_positions(bay, self.spec.commodities[bay.commodity])
 
     def _stock_initial_lots(self) -> None:
         rng = self.streams.get("twin.stock")

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
-from cangtwin.twin.site import Commodity, Site
+from cangtwin.twin.site import Bay, Commodity, Site
 
 
 @contextlib.contextmanager
@@ -71,6 +71,18 @@ def shape_for(commodity: Commodity, mass_kg: float) -> Shape:
         return Shape("coil", (outer, bore, width))
     x, y, z = commodity.size_m
     return Shape("box", (x, y, z))
+
+
+def slot_positions(bay: Bay, commodity: Commodity) -> list[tuple[float, float, float]]:
+    """Where a bay's lots stand: a grid on its floor, coils one layer eye-up, boxes stacked 3 high."""
+    shape = shape_for(commodity, commodity.mass_kg[1])
+    footprint = 2 * shape.size[0] if shape.kind == "coil" else max(shape.size[0], shape.size[1])
+    pitch = footprint + 0.4
+    r = bay.rect
+    cols, rows = int((r.x1 - r.x0) // pitch), int((r.y1 - r.y0) // pitch)
+    floor = [(r.x0 + pitch * (c + 0.5), r.y0 + pitch * (k + 0.5)) for k in range(rows) for c in range(cols)]
+    layers = 1 if shape.kind == "coil" else 3
+    return [(x, y, layer * shape.height) for layer in range(layers) for x, y in floor]
 
 
 class PhysicalWorld:
