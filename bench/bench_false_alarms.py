@@ -14,6 +14,7 @@ target (≤ 1 per 30 site-days), then each false alarm.
 from __future__ import annotations
 
 import argparse
+import json
 import datetime as dt
 import os
 import statistics
@@ -60,6 +61,8 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--no-lidar", action="store_true", help="LiDAR heartbeats only (about 10× faster)")
+    parser.add_argument("--days-log", type=Path, default=None,
+                        help="append each finished site-day here as a JSON line (kept if the run is cut short)")
     args = parser.parse_args()
 
     days: list[dict] = []
@@ -70,6 +73,9 @@ def main() -> int:
         futures = [pool.submit(one_day, args.site, i, not args.no_lidar) for i in range(args.days)]
         for future in as_completed(futures):
             days.append(future.result())
+            if args.days_log:
+                with args.days_log.open("a", encoding="utf-8") as log:
+                    log.write(json.dumps(days[-1], ensure_ascii=False) + "\n")
             bar.advance(task)
     wall = time.perf_counter() - wall
 
