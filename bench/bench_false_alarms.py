@@ -63,14 +63,22 @@ def main() -> int:
     parser.add_argument("--no-lidar", action="store_true", help="LiDAR heartbeats only (about 10× faster)")
     parser.add_argument("--days-log", type=Path, default=None,
                         help="append each finished site-day here as a JSON line (kept if the run is cut short)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the site-days already in --days-log and run only the missing ones")
     args = parser.parse_args()
+    if args.resume and not args.days_log:
+        parser.error("--resume needs --days-log")
 
     days: list[dict] = []
+    if args.resume and args.days_log.exists():
+        days = [json.loads(line) for line in args.days_log.read_text(encoding="utf-8").splitlines() if line.strip()]
+    done = {d["day"] for d in days}
+    todo = [i for i in range(args.days) if (FIRST_DAY + dt.timedelta(days=i)).isoformat() not in done]
     wall = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn()) as bar, ProcessPoolExecutor(args.workers) as pool:
-        task = bar.add_task(f"honest {args.site} site-days", total=args.days)
-        futures = [pool.submit(one_day, args.site, i, not args.no_lidar) for i in range(args.days)]
+        task = bar.add_task(f"honest {args.site} site-days", total=args.days, completed=args.days - len(todo))
+        futures = [pool.submit(one_day, args.site, i, not args.no_lidar) for i in todo]
         for future in as_completed(futures):
             days.append(future.result())
             if args.days_log:
@@ -83,7 +91,7 @@ def main() -> int:
     n = len(days)
     rate = 30 * len(false_alarms) / n
     print(f"site-days: {n} at {args.site} ({'LiDAR heartbeats only' if args.no_lidar else 'every sensor'}), "
-          f"{wall:.0f} s wall on {args.workers} workers, median {statistics.median(d['wall_s'] for d in days):.1f} s "
+          f"{wall:.0f} s wall on {args.workers} workers for {len(todo)} new, median {statistics.median(d['wall_s'] for d in days):.1f} s "
           f"per site-day, load average {os.getloadavg()[0]:.1f}")
     print(f"false alarms per 30 site-days: {rate:.2f} (95 % upper bound {30 * upper_95(len(false_alarms)) / n:.2f}; "
           f"target: <= {TARGET_PER_30:g})")
