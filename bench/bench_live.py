@@ -201,7 +201,7 @@ def _probe_client(broker, password: str) -> mqtt.Client:
 def _probe(client: mqtt.Client, name: str) -> float:
     """A frame naming a device the edge does not know: refused and alerted. Returns the send time."""
     sent = time.time()
-    client.publish(topics.device(SITE, PROBE_DEVICE), seal(name, b"\0" * 32, 1, sent, "climate", {}), qos=1)
+    client.publish(topics.device(SITE, PROBE_DEVICE, "climate"), seal(name, b"\0" * 32, 1, sent, "climate", {}), qos=1)
     return sent
 
 
@@ -357,7 +357,7 @@ def main(publishers: int, throughput_n: int, latency_s: float, rate: float, soak
             }
             config = work / "serve.yaml"
             config.write_text(yaml.safe_dump(deployment, sort_keys=False), encoding="utf-8")
-            pubs = [(f"{SITE}.{d['id']}", d["password"], d["id"], _key(n), topics.device(SITE, d["id"]))
+            pubs = [(f"{SITE}.{d['id']}", d["password"], d["id"], _key(n), topics.device(SITE, d["id"], "climate"))
                     for n, d in enumerate(devices)]
 
             baseline = bench_baseline(broker, pubs, throughput_n // publishers)

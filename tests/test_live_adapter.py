@@ -12,10 +12,13 @@ import httpx
 import pytest
 import yaml
 from click.testing import CliRunner
+from paho.mqtt.client import topic_matches_sub
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cangtwin.devices.thing_descriptions import thing_descriptions
 from cangtwin.platform.config_file import InputError
+from cangtwin.platform.live import topics
 from cangtwin.platform.wire import seal
 from cangtwin.scenarios.live.adapter import AlertCollector, DevicePublisher, load_adapter
 from cangtwin.scenarios.live.cli import live_run
@@ -73,6 +76,24 @@ def test_topics_follow_the_thing_descriptions_or_the_template(tmp_path):
     assert from_tds.topic("rogue-x", None, "heartbeat") == "cangtwin/small/rogue-x/heartbeat"  # a forged device
     templated = load_adapter(adapter_file(tmp_path, "t.yaml", topic="plant/{siteId}/dev/{deviceId}"))
     assert templated.topic("rfid-g1", "rfid-reader", "tag_read") == "plant/small/dev/rfid-g1"
+
+
+def test_serve_listens_on_every_td_form_so_its_adapter_needs_no_template(tmp_path):
+    """cangtwin's own platform takes each device event at its TD form, and an edge's subscription and
+    a device's ACL cover exactly those: the adapter's template is only for other vendors."""
+    from_tds = load_adapter(adapter_file(tmp_path))
+    forms = [(device_type, event) for device_type, td in thing_descriptions().items() for event in td["events"]]
+    assert len(forms) >= 10
+    for device_type, event in forms:
+        topic = from_tds.topic("dev-1", device_type, event)
+        assert topic == topics.device("small", "dev-1", event)
+        assert topics.parse(topic) == ("small", f"event:{event}", "dev-1")
+        assert topic_matches_sub(topics.devices("small"), topic)
+        assert topic_matches_sub(topics.device_events("small", "dev-1"), topic)
+        assert not topic_matches_sub(topics.device_events("small", "dev-2"), topic)
+    capture = thing_descriptions()["camera"]["actions"]["capture_evidence"]["forms"][0]["href"]
+    assert topics.device_command("small", "cam-1", "capture_evidence") == \
+        capture.format(siteId="small", deviceId="cam-1")
 
 
 @settings(max_examples=50, deadline=None)

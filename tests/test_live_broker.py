@@ -42,7 +42,7 @@ def test_acl_confines_each_device_to_its_own_topic(secured, tmp_path):
         try:
             # The RFID reader writes into the loop detector's topic, and into the uplink: both dropped.
             forged = seal("loop-g1", LOOP, 1, time.time(), "passage", {"direction": "out", "occupancy_s": 8.0})
-            denials = [await asyncio.to_thread(rfid.send, forged, topics.device("small", "loop-g1")),
+            denials = [await asyncio.to_thread(rfid.send, forged, topics.device("small", "loop-g1", "passage")),
                        await asyncio.to_thread(rfid.send, b"not a batch", topics.uplink("small"))]
             # Then both devices speak honestly on their own topics: those arrive, and the theft is caught.
             await send({"rfid-g1": rfid, "loop-g1": loop}, theft(1, 1, time.time()))
@@ -90,4 +90,5 @@ def test_broker_files_for_a_deployment(tmp_path):
     assert all(line.split(":", 1)[1].startswith("$7$") for line in hashed)  # hashed by mosquitto_passwd
     acl = (tmp_path / "broker" / "acl").read_text()
     block = acl.split("user small.rfid-g1\n")[1].split("\n\n")[0]
-    assert block.splitlines() == ["topic read cangtwin/small/devcmd/rfid-g1", "topic write cangtwin/small/dev/rfid-g1"]
+    # The Thing Descriptions' forms: events at cangtwin/{siteId}/{deviceId}/{event}, actions under command/.
+    assert block.splitlines() == ["topic read cangtwin/small/rfid-g1/command/+", "topic write cangtwin/small/rfid-g1/+"]

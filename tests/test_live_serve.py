@@ -205,7 +205,7 @@ def test_broker_config_from_the_deployment(tmp_path):
     result = CliRunner().invoke(broker_config, [str(config), str(tmp_path / "broker")])
     assert result.exit_code == 0, result.output
     acl = (tmp_path / "broker" / "acl").read_text()
-    assert "user small.loop-g1\ntopic read cangtwin/small/devcmd/loop-g1\ntopic write cangtwin/small/dev/loop-g1" in acl
+    assert "user small.loop-g1\ntopic read cangtwin/small/loop-g1/command/+\ntopic write cangtwin/small/loop-g1/+" in acl
     missing = deployment(tmp_path, 18831, logins=True)
     del missing["sites"][0]["devices"][0]["password"]
     result = CliRunner().invoke(broker_config, [str(write(tmp_path, missing, "b.yaml")), str(tmp_path / "b")])

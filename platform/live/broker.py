@@ -1,7 +1,8 @@
 """Mosquitto configuration for a deployment: one login per device, edge and cloud, and topic ACLs.
 
-A device may write only its own frame topic and read only its own command topic, so a stolen or
-compromised device cannot speak for another; an edge may touch only its warehouse's topics. The
+A device may write only its own event topics (`cangtwin/<site>/<device>/<event>`, its Thing
+Description's forms) and read only its own action topics, so a stolen or compromised device cannot
+speak for another; an edge may touch only its warehouse's topics. The
 password file is hashed by Mosquitto's own `mosquitto_passwd -U`, never written hashed by us.
 """
 
@@ -49,10 +50,10 @@ def logins(sites: dict[str, tuple[str, dict[str, str]]], cloud_password: str,
     for site, (edge_password, devices) in sorted(sites.items()):
         result.append(Login(edge_user(site), edge_password,
                             read=(topics.devices(site), topics.ack(site), topics.command(site)),
-                            write=(topics.uplink(site), f"{topics.ROOT}/{site}/devcmd/+")))
+                            write=(topics.uplink(site), topics.device_commands(site, "+"))))
         for device, password in sorted(devices.items()):
-            result.append(Login(device_user(site, device), password,
-                                read=(topics.device_command(site, device),), write=(topics.device(site, device),)))
+            result.append(Login(device_user(site, device), password, read=(topics.device_commands(site, device),),
+                                write=(topics.device_events(site, device),)))
     return result
 
 

@@ -4,7 +4,7 @@ Two MQTT sessions, as on a real site: the device side (the warehouse LAN, often 
 warehouse) and the uplink (the WAN to the cloud's broker); they may be the same broker. An uplink
 outage therefore does not stop the edge hearing its devices and alerting locally (边缘自治).
 
-Device frames arrive on `cangtwin/<site>/dev/+`; the edge acknowledges them to the broker only
+Device frames arrive on their Thing Descriptions' event topics, `cangtwin/<site>/+/+`; the edge acknowledges them to the broker only
 after the records they produced are in the on-disk outbox, so a `kill -9` loses nothing the
 broker was told is safe. Outbox batches go up at QoS 1 and leave the outbox only when the
 cloud's ack record arrives, i.e. after the cloud committed them.
@@ -167,7 +167,7 @@ class EdgeNode:
         self.link.publish(topics.uplink(self.site), data)
 
     def _send_command(self, device: str, action: str, args: dict) -> None:
-        self.device_link.publish(topics.device_command(self.site, device), json.dumps({"action": action, **args}).encode())
+        self.device_link.publish(topics.device_command(self.site, device, action), json.dumps({"action": action, **args}).encode())
 
     def close(self) -> None:
         if self.service is not None:

@@ -117,7 +117,6 @@ def provision(scenario: Scenario, out: Path, *, broker_host: str = "127.0.0.1", 
     _dump(out / "adapter.yaml", {
         "broker": {"host": broker_host, "port": broker_port},
         "site": site,
-        "topic": "cangtwin/{siteId}/dev/{deviceId}",
         "logins": {"username": "{siteId}.{deviceId}", "passwords": passwords},  # as broker.device_user names them
         "clock": clock,
         "alerts": {"poll": {"url": f"http://127.0.0.1:{api_port}/v1/alerts", "token": tokens["harness"],

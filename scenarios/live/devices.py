@@ -14,6 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cangtwin.platform.live import topics
+from cangtwin.platform.wire import split
 
 WAIT_S = 10.0
 
@@ -39,11 +40,13 @@ class DeviceClient:
             self.paho.loop_stop()
 
     def send(self, frame: bytes, topic: str | None = None) -> ReasonCode:
-        """Publish one frame (to its own topic unless told otherwise); returns the PUBACK's reason.
+        """Publish one frame (to its own topic for the frame's event, per the device's Thing
+        Description, unless told otherwise); returns the PUBACK's reason.
 
         MQTT 5 lets the broker say why it dropped a message: "Not authorized" is the ACL talking.
         """
-        info = self.paho.publish(topic or topics.device(self.site, self.device), frame, qos=1)
+        topic = topic or topics.device(self.site, self.device, split(frame)[0].kind)
+        info = self.paho.publish(topic, frame, qos=1)
         info.wait_for_publish(timeout=WAIT_S)
         if not info.is_published():
             raise TimeoutError(f"{self.device}: no PUBACK within {WAIT_S} s")
