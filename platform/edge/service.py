@@ -293,6 +293,11 @@ class EdgeService:
             self._emit(record, PRIORITY_ALERT)
             self._run_rules(record)
 
+    def pump(self) -> None:
+        """Send the next outbox batch unless one is in flight (the live node: more entries became durable)."""
+        if not self.clock.stopped:
+            self._pump()
+
     def _pump(self) -> None:
         if self._in_flight is not None:
             return
