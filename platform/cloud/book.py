@@ -10,7 +10,16 @@ from dataclasses import dataclass, field
 
 
 class BookError(ValueError):
-    """A request that would break an invariant of the book."""
+    """A request that would break an invariant of the book.
+
+    `field` names the argument at fault (`loan`, `receipt`, `lots`, `lots[2]`), so an API can say
+    which part of a request was wrong; `kind` is `unknown` (no such thing), `conflict` (the book's
+    state forbids it) or `invalid` (the request contradicts itself).
+    """
+
+    def __init__(self, message: str, field: str | None = None, kind: str = "conflict") -> None:
+        super().__init__(message)
+        self.field, self.kind = field, kind
 
 
 @dataclass
@@ -68,19 +77,18 @@ class CollateralBook:
     def pledge(self, loan_id: str, lot_ids: list[str], receipt_id: str) -> Receipt:
         """Pledge lots to a loan under one receipt; all or nothing."""
         if loan_id not in self.loans:
-            raise BookError(f"unknown loan {loan_id}")
+            raise BookError(f"unknown loan {loan_id}", "loan", "unknown")
         if receipt_id in self.receipts:
-            raise BookError(f"receipt {receipt_id} already issued")
-        for lot_id in lot_ids:
+            raise BookError(f"receipt {receipt_id} already issued", "receipt")
+        for i, lot_id in enumerate(lot_ids):
             lot = self.lots.get(lot_id)
             if lot is None:
-                raise BookError(f"unknown lot {lot_id}")
+                raise BookError(f"unknown lot {lot_id}", f"lots[{i}]", "unknown")
             if not lot.present:
-                raise BookError(f"lot {lot_id} is no longer in the warehouse")
+                raise BookError(f"lot {lot_id} is no longer in the warehouse", f"lots[{i}]")
             if lot_id in self.pledges:
-                raise BookError(f"lot {lot_id} is already pledged to loan {self.pledges[lot_id]}")
-        if len(set(lot_ids)) != len(lot_ids):
-            raise BookError("a lot is listed twice")
+                raise BookError(f"lot {lot_id} is already pledged to loan {self.pledges[lot_id]}", f"lots[{i}]")
+        _no_repeats(lot_ids)
         for lot_id in lot_ids:
             self.pledges[lot_id] = loan_id
             self.released.discard(lot_id)
@@ -91,9 +99,11 @@ class CollateralBook:
 
     def release(self, loan_id: str, lot_ids: list[str]) -> None:
         """A release order (解押): the lots leave the pledge and may leave the warehouse."""
-        for lot_id in lot_ids:
+        for i, lot_id in enumerate(lot_ids):
             if self.pledges.get(lot_id) != loan_id:
-                raise BookError(f"lot {lot_id} is not pledged to loan {loan_id}")
+                raise BookError(f"lot {lot_id} is not pledged to loan {loan_id}", f"lots[{i}]",
+                                "conflict" if lot_id in self.lots else "unknown")
+        _no_repeats(lot_ids)  # a repeat would be deleted twice, half-way through the change
         for lot_id in lot_ids:
             del self.pledges[lot_id]
             self.released.add(lot_id)
@@ -117,3 +127,11 @@ class CollateralBook:
                 raise BookError(f"pledge {lot_id}→{loan_id} names an unknown lot or loan")
             if lot_id in self.released:
                 raise BookError(f"lot {lot_id} is both pledged and released")
+
+
+def _no_repeats(lot_ids: list[str]) -> None:
+    seen: set[str] = set()
+    for i, lot_id in enumerate(lot_ids):
+        if lot_id in seen:
+            raise BookError(f"lot {lot_id} is listed twice", f"lots[{i}]", "invalid")
+        seen.add(lot_id)
