@@ -18,9 +18,11 @@ import dash
 from dash import ALL, Dash, Input, Output, Patch, State, ctx, dcc, html, no_update
 
 from cangtwin.dash_app import evidence as ev
-from cangtwin.dash_app import figures, kpis
+from cangtwin.dash_app import figures, kpis, live_view
 from cangtwin.dash_app.access import OPERATOR, Access, may_see
 from cangtwin.dash_app.i18n import tr
+from cangtwin.dash_app.live import Connections, LiveClient
+from cangtwin.dash_app.live_view import LiveConfig, live_panel
 from cangtwin.dash_app.results import ResultsError, open_folder
 from cangtwin.dash_app.sensors import downsample, png_data_url
 from cangtwin.dash_app.store import RunCache, RunView
@@ -30,9 +32,9 @@ from cangtwin.platform.config_file import InputError
 log = logging.getLogger("cangtwin.dash")
 TICK_MS = 500
 SPEEDS = [1, 10, 60, 600, 3600]
-TABS = ("replay", "sensors", "alerts", "kpis", "compare", "sweep")
+TABS = ("replay", "sensors", "alerts", "kpis", "compare", "sweep", "live")
 PANELS = {"replay": "panel-replay", "sensors": "panel-sensors", "alerts": "panel-alerts", "kpis": "kpis",
-          "compare": "panel-compare", "sweep": "sweep-body"}
+          "compare": "panel-compare", "sweep": "sweep-body", "live": "panel-live"}
 PANEL = {"padding": "8px 12px", "border": "1px solid #e0e0e0", "borderRadius": "6px", "marginBottom": "10px"}
 EMPTY = {"data": [], "layout": {"xaxis": {"visible": False}, "yaxis": {"visible": False}}}
 ERROR_STYLE = {"background": "#ffebee", "color": "#b71c1c", "padding": "8px 12px", "borderRadius": "6px",
@@ -74,7 +76,7 @@ def _graph(id_: str, height: int | None = None) -> dcc.Graph:
                      figure={"data": [], "layout": {"height": height or 300}})
 
 
-def build_layout(initial: str, access: Access) -> html.Div:
+def build_layout(initial: str, access: Access, live: LiveConfig | None = None) -> html.Div:
     header = html.Div([
         html.H2(_i18n("title"), style={"margin": "0 16px 0 0"}),
         dcc.RadioItems(id="lang", options=[{"label": "English", "value": "en"}, {"label": "中文", "value": "zh"}],
@@ -157,16 +159,21 @@ def build_layout(initial: str, access: Access) -> html.Div:
                                                                           style={"fontSize": "13px", "margin": "4px 0"}),
         dcc.Tabs(id="tabs", value="replay", children=[dcc.Tab(label=tr(f"tab_{t}", "en"), value=t, id=f"tab-{t}")
                                                       for t in TABS]),
-        html.Div([replay, sensors, alerts, kpi, compare, sweep], style={"marginTop": "8px"}),
+        html.Div([replay, sensors, alerts, kpi, compare, sweep, live_panel(live)], style={"marginTop": "8px"}),
     ], style={"fontFamily": "system-ui, 'Noto Sans CJK SC', sans-serif", "padding": "10px 16px"})
 
 
-def create_app(results_dir: str | Path | None, access: Access | None = None) -> Dash:
+def create_app(results_dir: str | Path | None, access: Access | None = None, live: LiveConfig | None = None) -> Dash:
+    """The app; with `live`, it connects to that bank API at once (a LiveError if it cannot)."""
     access = access or Access()
     runs = RunCache()
+    connections = Connections()
+    if live is not None:
+        connections.add(live_view.CLI, LiveClient(live.url, live.token, live.keys))
     app = Dash(__name__, title="cangtwin", update_title=None, suppress_callback_exceptions=True)
-    app.layout = build_layout(str(results_dir or ""), access)
+    app.layout = build_layout(str(results_dir or ""), access, live)
     app.server.config["runs"] = runs
+    live_view.register(app, access, live, connections)
 
     def viewer_of(token):
         return access.viewer(token)

@@ -113,9 +113,17 @@ def package_path(run_dir: Path, result: dict, alert_id: str) -> Path | None:
 def evidence_entries(path: Path) -> list[EvidenceEntry]:
     """The ledger entries of an evidence package, decoded for reading (proofs stay as they are)."""
     try:
-        package = json.loads(path.read_bytes())
-    except (OSError, json.JSONDecodeError) as exc:
+        return package_entries(path.read_bytes(), str(path))
+    except OSError as exc:
         raise ValueError(f"{path}: unreadable evidence package: {exc}") from None
+
+
+def package_entries(data: bytes, where: str) -> list[EvidenceEntry]:
+    """As `evidence_entries`, for package bytes (e.g. as the bank API served them)."""
+    try:
+        package = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{where}: unreadable evidence package: {exc}") from None
     entries = []
     for e in package.get("entries", []):
         try:
