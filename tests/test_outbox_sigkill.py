@@ -2,7 +2,8 @@
 
 The writer prints a seq range only after its commit returned. Killing it (often mid-transaction,
 since batches of up to 4,000 entries take milliseconds to write) must leave every printed seq in the
-file, the seqs contiguous from 1, and a hash chain that verifies from the genesis value.
+file, the seqs contiguous from 1, and a hash chain that verifies from the genesis value. The same
+holds in group-commit mode (the live edge's), where a committer thread fsyncs while appends go on.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cangtwin.platform.edge.outbox import GENESIS, Outbox, OutboxConfig
@@ -24,10 +26,10 @@ CONFIG = OutboxConfig(max_bytes=1 << 34, segment_bytes=1 << 20, priorities=3)  #
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(32))
 
 
-def run_and_kill(path: Path, seed: int, delay: float) -> list[tuple[int, int]]:
+def run_and_kill(path: Path, seed: int, delay: float, mode: list[str]) -> list[tuple[int, int]]:
     """Start the writer, SIGKILL it `delay` s after it opened the outbox; return the announced ranges."""
     proc = subprocess.Popen(
-        [sys.executable, str(WRITER), str(path), str(seed)], stdout=subprocess.PIPE, text=True
+        [sys.executable, str(WRITER), str(path), str(seed), *mode], stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
     assert proc.stdout.readline() == "open\n", "writer failed to open the outbox"
@@ -39,14 +41,15 @@ def run_and_kill(path: Path, seed: int, delay: float) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in (line.split() for line in lines)]
 
 
-def test_sigkill_never_loses_a_committed_entry(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [[], ["group"]], ids=["commit-fsync", "group-commit"])
+def test_sigkill_never_loses_a_committed_entry(tmp_path: Path, mode: list[str]) -> None:
     rng = random.Random(20240601)
     path = tmp_path / "outbox.sqlite"
     delays = [0.0, 0.003, 0.02, 0.07, 0.15, 0.3, 0.6, 1.0]
     rng.shuffle(delays)
     committed_high = 0
     for round_no, delay in enumerate(delays):
-        ranges = run_and_kill(path, seed=round_no, delay=delay)
+        ranges = run_and_kill(path, seed=round_no, delay=delay, mode=mode)
         if ranges:
             assert ranges[0][0] == committed_high + 1, f"round {round_no}: seqs did not continue"
         with Outbox(path, CONFIG, KEY) as box:

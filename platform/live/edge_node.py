@@ -12,7 +12,9 @@ cloud's ack record arrives, i.e. after the cloud committed them.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -56,26 +58,78 @@ class EdgeStats:
     bad_downlinks: int = 0
 
 
-class _CommitNotifyingOutbox:
-    """The outbox, telling the node when an append is durable (so device frames can be acked)
-    and which entries it handed to the uplink."""
+class GroupCommitter:
+    """Takes the outbox's fsyncs off the event loop (group commit).
 
-    def __init__(self, outbox: Outbox, committed: Callable[[], None], stats: EdgeStats) -> None:
+    The loop commits its appends to the WAL (cheap) and hands over the frames behind them; this
+    thread fsyncs once for everything handed over since its last fsync, then acknowledges those
+    frames to the broker and reports the outbox seq now durable. A frame is thus acknowledged only
+    after its records would survive a power cut, and one fsync serves every flush made meanwhile.
+    """
+
+    def __init__(self, outbox: Outbox, ack: Callable[[list[mqtt.MQTTMessage]], None],
+                 durable: Callable[[int], None]) -> None:
+        self._outbox = outbox
+        self._ack = ack
+        self._durable = durable  # called on this thread with the highest durable seq
+        self._wake = threading.Condition()
+        self._frames: list[mqtt.MQTTMessage] = []
+        self._head = 0  # the outbox head when the newest hand-over was made
+        self._synced = 0
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="outbox-committer", daemon=True)
+        self._thread.start()
+
+    def hand_over(self, frames: list[mqtt.MQTTMessage], head: int) -> None:
+        with self._wake:
+            self._frames.extend(frames)
+            self._head = max(self._head, head)
+            self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._closed and not self._frames and self._head == self._synced:
+                    self._wake.wait()
+                if self._closed:
+                    return
+                frames, self._frames, head = self._frames, [], self._head
+            self._outbox.make_durable()
+            self._synced = head
+            self._ack(frames)
+            self._durable(head)
+
+    def close(self) -> None:
+        """Stop after the fsync under way (what is not yet acknowledged stays with the broker)."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join()
+
+
+class _CommitNotifyingOutbox:
+    """The outbox as the EdgeService sees it: appends are handed to the group committer with the
+    frames admitted so far, and the uplink is offered only entries already durable."""
+
+    def __init__(self, outbox: Outbox, committed: Callable[[int], None], stats: EdgeStats) -> None:
         self._outbox = outbox
         self._committed = committed
         self._stats = stats
+        self.durable_seq = outbox.head[0]  # what a previous run left is on disk
 
     def append_many(self, items, now):
         try:
             seqs = self._outbox.append_many(items, now)
         except OutboxFull:  # refused under the reject policy, counted and alerted: settled too
-            self._committed()
+            self._committed(self._outbox.head[0])
             raise
-        self._committed()
+        self._committed(self._outbox.head[0])
         return seqs
 
     def next_batch(self, max_items, now):
-        entries = self._outbox.next_batch(max_items, now)  # in priority order, not sequence order
+        # Priority order, not seq order; an entry not yet fsynced waits (a power cut could lose it
+        # and a restart reuse its seq), and the committer's report pumps it out.
+        entries = [entry for entry in self._outbox.next_batch(max_items, now) if entry.seq <= self.durable_seq]
         self._stats.highest_sent_seq = max([self._stats.highest_sent_seq, *(entry.seq for entry in entries)])
         return entries
 
@@ -114,7 +168,10 @@ class EdgeNode:
         self.stats = EdgeStats()
         self._tap = tap
         self._unsettled: list[mqtt.MQTTMessage] = []
-        self.outbox = Outbox(outbox_path, outbox_config, outbox_key(outbox_path))
+        self.outbox = Outbox(outbox_path, outbox_config, outbox_key(outbox_path), group_commit=True)
+        self._view = _CommitNotifyingOutbox(self.outbox, self._settle_frames, self.stats)
+        self._committer: GroupCommitter | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.link = MqttEndpoint(f"edge-{site}", mqtt_settings, self._on_message, manual_ack=True)
         self.device_link = MqttEndpoint(f"edge-{site}-devices", device_mqtt or mqtt_settings, self._on_frame,
                                         manual_ack=True)
@@ -127,9 +184,11 @@ class EdgeNode:
 
     async def start(self) -> None:
         devices, models, ruleset, timing = self._build
+        self._loop = asyncio.get_running_loop()
+        self._committer = GroupCommitter(self.outbox, self.device_link.ack_many, self._on_durable)
         self.service = EdgeService(
             self.site, self._clock or AsyncioClock(), devices, models, ruleset,
-            _CommitNotifyingOutbox(self.outbox, self._settle_frames, self.stats), self._send_uplink, self._tap,
+            self._view, self._send_uplink, self._tap,
             timing=timing, send_command=self._send_command, geometry=self._geometry,
         )
         self.service.start()
@@ -156,11 +215,24 @@ class EdgeNode:
             self._tap("edge.bad-downlink", {"topic": message.topic, "error": str(err)})
         self.link.ack(message)
 
-    def _settle_frames(self) -> None:
-        """Every frame admitted so far has its records in the outbox: the broker may forget them."""
+    def _settle_frames(self, head: int) -> None:
+        """Every frame admitted so far has its records committed up to outbox seq `head`: once the
+        committer has made that durable, the broker may forget them."""
         unsettled, self._unsettled = self._unsettled, []
-        for message in unsettled:
-            self.device_link.ack(message)
+        self._committer.hand_over(unsettled, head)
+
+    def _on_durable(self, seq: int) -> None:
+        """On the committer's thread: entries up to `seq` may now go up."""
+        def offer() -> None:
+            if seq > self._view.durable_seq:
+                self._view.durable_seq = seq
+                if self.service is not None:
+                    self.service.pump()
+
+        try:
+            self._loop.call_soon_threadsafe(offer)
+        except RuntimeError:  # the loop closed while this fsync ran: the node is gone
+            pass
 
     def _send_uplink(self, data: bytes) -> None:
         self.stats.uplinked_batches += 1
@@ -172,6 +244,8 @@ class EdgeNode:
     def close(self) -> None:
         if self.service is not None:
             self.service.stop()
+        if self._committer is not None:
+            self._committer.close()
         self.device_link.close()
         self.link.close()
         self.outbox.close()

@@ -10,6 +10,7 @@ acknowledged to the broker only when the platform says it is committed.
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -54,6 +55,9 @@ class MqttEndpoint:
         self.connects = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._first: asyncio.Future | None = None
+        self._inbox: list[mqtt.MQTTMessage] = []  # arrived on paho's thread, not yet handed to the loop
+        self._inbox_lock = threading.Lock()
+        self._drain_scheduled = False
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
                              manual_ack=manual_ack)
         if settings.username is not None:
@@ -120,8 +124,23 @@ class MqttEndpoint:
         self.connected = False
 
     def _on_message(self, _client, _userdata, message: mqtt.MQTTMessage) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self.on_message, message)
+        # One wake-up of the asyncio loop per burst, not per message: the loop drains them all.
+        loop = self._loop
+        if loop is None:
+            return
+        with self._inbox_lock:
+            self._inbox.append(message)
+            if self._drain_scheduled:
+                return
+            self._drain_scheduled = True
+        loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._inbox_lock:
+            messages, self._inbox = self._inbox, []
+            self._drain_scheduled = False
+        for message in messages:
+            self.on_message(message)
 
     def subscribe(self, topic: str) -> None:
         self.filters.add(topic)
@@ -143,6 +162,14 @@ class MqttEndpoint:
         """Tell the broker a message is committed (only meaningful with manual_ack)."""
         if self.manual_ack and message.qos > 0:
             self.client.ack(message.mid, message.qos)
+
+    def ack_many(self, messages: list[mqtt.MQTTMessage]) -> None:
+        """`ack` each; safe from any thread (paho queues the PUBACKs for its network thread)."""
+        if self.manual_ack:
+            ack = self.client.ack
+            for message in messages:
+                if message.qos > 0:
+                    ack(message.mid, message.qos)
 
     def close(self) -> None:
         """A clean goodbye: the session stays on the broker, the will is not sent."""
