@@ -64,7 +64,7 @@ def test_a_lot_listed_twice_in_a_release_changes_nothing():
     (lambda b: b.pledge("LN-2", ["B01-02", "B01-01"], "WR-2"), "lots[1]", "conflict"),
     (lambda b: b.pledge("LN-2", ["B01-02", "B01-02"], "WR-2"), "lots[1]", "invalid"),
     (lambda b: b.release("LN-1", ["B01-02"]), "lots[0]", "conflict"),
-    (lambda b: b.release("LN-1", ["B01-01", "B01-77"]), "lots[1]", "unknown"),
+    (lambda b: b.release("LN-1", ["B01-01", "B01-77"]), "lots[1]", "conflict"),  # no such lot: not pledged
 ])
 def test_a_refusal_names_the_argument_at_fault(call, field, kind):
     book = _book()

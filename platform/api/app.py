@@ -1,5 +1,11 @@
 """The bank API over a running `CloudService`: collateral, alerts, evidence, rule sets, audit.
 
+Writes: acknowledge and resolve alerts; pledge lots to a loan and release them (release orders),
+through the cloud's own collateral book, which refuses anything that would break its invariants;
+put a rule file in force (operator only), through the cloud's own rule-set activation. Every write
+attempt is in the audit log with its outcome. After a write succeeds, `on_write` (live mode: the
+cloud store's commit) runs before the answer, then the edges get the new book as a BookSync.
+
 `create_app(cloud, access, audit)` returns an ASGI app. Handlers are `async def` and never
 await while they touch the cloud, so when the app runs on the same event loop as the cloud
 service (live mode) each request sees, and changes, the platform state in one step, with no
@@ -8,9 +14,11 @@ lock. Isolation: a bank sees a loan, receipt or alert only if it concerns that b
 (regulator) asking to write gets 403; the audit log is for operator and regulator only (403).
 """
 
+import hashlib
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import msgspec
 from fastapi import Depends, FastAPI, Query, Request, Response
@@ -29,8 +37,10 @@ from cangtwin.platform.api.views import (
     signed_head,
 )
 from cangtwin.platform.cloud.alert_desk import AlertCase, AlertDeskError
+from cangtwin.platform.cloud.book import BookError
 from cangtwin.platform.cloud.evidence import REQUIRED_SIGNATURES, EvidenceRecorder
 from cangtwin.platform.cloud.service import CloudService
+from cangtwin.platform.config_file import InputError
 
 MAX_BODY_BYTES = 64 * 1024
 _ERRORS = {status: {"model": models.ErrorResponse, "description": text} for status, text in {
@@ -42,6 +52,8 @@ _ERRORS = {status: {"model": models.ErrorResponse, "description": text} for stat
     422: "invalid request: the error names the field",
 }.items()}
 _CONFLICT = {409: {"model": models.ErrorResponse, "description": "not possible in the current state"}}
+_STORE = {503: {"model": models.ErrorResponse, "description": "the change was made but the store refused it; "
+                                                              "the service stops (live mode)"}}
 Offset = Annotated[int, Query(ge=0, le=1_000_000_000)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
@@ -53,8 +65,10 @@ def _page(items: list, offset: int, limit: int) -> list:
 class _Platform:
     """What the handlers share: the live cloud, its ledger, the access list and the audit log."""
 
-    def __init__(self, cloud: CloudService, audit: AuditLog, evidence: EvidenceRecorder | None) -> None:
+    def __init__(self, cloud: CloudService, audit: AuditLog, evidence: EvidenceRecorder | None,
+                 on_write: Callable[[], bool] | None) -> None:
         self.cloud, self.audit, self.evidence = cloud, audit, evidence
+        self.on_write = on_write
         self._scope = BankScope(cloud.book, cloud.engine.site)
         self.rulesets = RuleSetLedger(evidence)
 
@@ -82,36 +96,110 @@ class _Platform:
 
     # --- writes ---
 
+    def entry(self, request: Request, who: Principal, action: str, target: str, note: str) -> dict:
+        """An audit row's fields for this write attempt (status and detail come with the outcome)."""
+        return dict(at=datetime.now(UTC), platform_time=self.cloud.clock.now(), request_id=request_id(request.scope),
+                    actor=who.name, role=who.role, bank=who.bank, action=action, target=target, note=note)
+
+    def refuse(self, entry: dict, error: ApiError, detail: str | None = None) -> NoReturn:
+        self.audit.append(**entry, status=error.status, detail=detail or error.message)
+        raise error
+
+    def writable(self, entry: dict, who: Principal) -> None:
+        if not who.may_write:
+            self.refuse(entry, ApiError(403, f"role {who.role!r} is read-only"), "read-only role")
+
+    def stored(self) -> None:
+        """Live mode: the store commits the change before anyone is told it happened."""
+        if self.on_write is not None and not self.on_write():
+            raise ApiError(503, "the change was made, but the cloud store refused to commit it; the service "
+                                "is stopping and will resume from its store", code="store-unavailable")
+
     def transition(self, request: Request, who: Principal, alert_id: str, verb: str, note: str) -> models.AlertDetail:
         """Acknowledge or resolve an alert; every attempt is audited with its outcome."""
-        action = f"alert.{verb}"
-        now = self.cloud.clock.now()
-        entry = dict(at=datetime.now(UTC), platform_time=now, request_id=request_id(request.scope),
-                     actor=who.name, role=who.role, bank=who.bank, action=action, target=alert_id, note=note)
-        if not who.may_write:
-            self.audit.append(**entry, status=403, detail="read-only role")
-            raise ApiError(403, f"role {who.role!r} is read-only")
+        entry = self.entry(request, who, f"alert.{verb}", alert_id, note)
+        self.writable(entry, who)
         try:
             case, banks = self.visible_case(who, alert_id)
-        except ApiError:
-            self.audit.append(**entry, status=404, detail="no such alert for this principal")
-            raise
+        except ApiError as exc:
+            self.refuse(entry, exc, "no such alert for this principal")
         step = self.cloud.desk.acknowledge if verb == "acknowledge" else self.cloud.desk.resolve
         try:
             with self.audit.appending(**entry, status=200, detail=f"from {case.status}"):
-                step(alert_id, now, who.name)
+                step(alert_id, entry["platform_time"], who.name)
         except AlertDeskError as exc:
-            self.audit.append(**entry, status=409, detail=str(exc))
-            raise ApiError(409, str(exc), code="invalid-transition") from None
+            self.refuse(entry, ApiError(409, str(exc), code="invalid-transition"))
+        self.stored()
         self.cloud.tap("api.alert", {"alert": alert_id, "status": str(case.status), "actor": who.name,
                                      "request_id": entry["request_id"]})
         return self.detail(who, case, banks)
 
+    def own_loan(self, entry: dict, who: Principal, loan_id: str) -> None:
+        loan = self.cloud.book.loans.get(loan_id)
+        if loan is None or not who.may_see({loan.bank}):
+            self.refuse(entry, ApiError(404, f"no loan {loan_id!r}", field="path.loan_id"),
+                        "no such loan for this principal")
+
+    def book_refusal(self, error: BookError, who: Principal, lots: list[str]) -> ApiError:
+        """A book invariant the request would break, as a 4xx naming the request's field.
+
+        A lot pledged to another bank's loan is refused without naming that loan."""
+        field = error.field or "lots"
+        message = str(error)
+        if field.startswith("lots[") and error.kind == "conflict":
+            lot = lots[int(field[5:-1])]
+            holder = self.cloud.book.loans.get(self.cloud.book.pledges.get(lot, ""))
+            if holder is not None and not who.may_see({holder.bank}):
+                message = f"lot {lot} is already pledged"
+        status = 422 if error.kind in ("unknown", "invalid") else 409
+        return ApiError(status, message, field="body." + field.replace("[", ".").replace("]", ""),
+                        code="invalid-request" if status == 422 else "book-conflict")
+
+    def change_book(self, request: Request, who: Principal, action: str, loan_id: str, lots: list[str],
+                    note: str, change: Callable[[], str]) -> None:
+        """A bank action on the collateral book: audited, refused whole if the book says no, stored,
+        then sent to the edges."""
+        entry = self.entry(request, who, action, loan_id, note)
+        self.writable(entry, who)
+        self.own_loan(entry, who, loan_id)
+        book = self.cloud.book
+        try:
+            with self.audit.appending(**entry, status=200, detail=f"book version {book.version + 1}"):
+                detail = change()
+        except BookError as exc:
+            self.refuse(entry, self.book_refusal(exc, who, lots), f"refused by the book: {exc}")
+        self.stored()
+        self.cloud.book_changed()
+        self.cloud.tap("api.book", {"action": action, "loan": loan_id, "detail": detail, "actor": who.name,
+                                    "request_id": entry["request_id"]})
+
+    def activate(self, request: Request, who: Principal, upload: models.RuleSetUpload) -> None:
+        """Put a rule file in force through the cloud's own activation (ledger, store, edges)."""
+        digest = hashlib.sha256(upload.text.encode("utf-8")).hexdigest()
+        entry = self.entry(request, who, "ruleset.activate", digest, upload.note)
+        if who.role != "operator":
+            self.refuse(entry, ApiError(403, "only the operator puts a rule set in force: it governs every "
+                                             "bank's collateral"), f"role {who.role}")
+        if digest == self.cloud.ruleset.sha256:
+            self.refuse(entry, ApiError(409, f"rule set {self.cloud.ruleset.label} is already in force",
+                                        field="body.text", code="already-in-force"))
+        try:
+            with self.audit.appending(**entry, status=201, detail=f"from {self.cloud.ruleset.label}"):
+                self.cloud.activate_ruleset(upload.text, upload.filename)
+        except InputError as exc:
+            location = models.FileLocation(source=exc.source, line=exc.line, field=exc.field, message=exc.message)
+            self.refuse(entry, ApiError(422, str(exc), field="body.text", code="invalid-rule-file", file=location))
+        self.stored()
+
 
 def create_app(cloud: CloudService, access: TokenRegistry, audit: AuditLog, *,
-               evidence: EvidenceRecorder | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
-    """The API over `cloud`; `evidence` defaults to the recorder the cloud writes its ledger with."""
-    p = _Platform(cloud, audit, evidence if evidence is not None else cloud.evidence)
+               evidence: EvidenceRecorder | None = None, max_body_bytes: int = MAX_BODY_BYTES,
+               on_write: Callable[[], bool] | None = None) -> FastAPI:
+    """The API over `cloud`; `evidence` defaults to the recorder the cloud writes its ledger with.
+
+    `on_write` runs after each successful write, before the answer; False means the store refused
+    the change (answered 503). Live mode passes the cloud node's commit."""
+    p = _Platform(cloud, audit, evidence if evidence is not None else cloud.evidence, on_write)
     app = FastAPI(
         title="cangtwin bank API", version="1.0.0", responses=_ERRORS,
         description="Collateral, alerts, evidence with RFC 6962 proofs, rule sets and the audit log, "
@@ -174,6 +262,25 @@ def create_app(cloud: CloudService, access: TokenRegistry, audit: AuditLog, *,
         found = cloud.book.loans.get(loan_id)
         if found is None or not who.may_see({found.bank}):
             raise ApiError(404, f"no loan {loan_id!r}", field="path.loan_id")
+        return loan_status(cloud.book, loan_id, cloud.prices, cloud.ruleset)
+
+    @app.post("/v1/loans/{loan_id}/pledges", response_model=models.ReceiptStatus, status_code=201,
+              tags=["collateral"], responses={**_CONFLICT, **_STORE})
+    async def pledge_lots(loan_id: str, body: models.PledgeRequest, request: Request, who: Who) -> models.ReceiptStatus:
+        """Pledge lots to one of the caller's loans under a new warehouse receipt; all or none. Refused
+        (409, naming the field) if a lot is pledged already or has left, or the receipt exists. Audited."""
+        p.change_book(request, who, "book.pledge", loan_id, body.lots, body.note,
+                      lambda: f"receipt {cloud.book.pledge(loan_id, list(body.lots), body.receipt).id}: "
+                              f"{','.join(body.lots)}")
+        return receipt_status(cloud.book, body.receipt)
+
+    @app.post("/v1/loans/{loan_id}/releases", response_model=models.LoanStatus, tags=["collateral"],
+              responses={**_CONFLICT, **_STORE})
+    async def release_lots(loan_id: str, body: models.ReleaseRequest, request: Request, who: Who) -> models.LoanStatus:
+        """A release order (解押): the lots leave the loan's pledge, and the edges stop guarding them
+        against outbound. Refused (409, naming the field) for a lot not pledged to this loan. Audited."""
+        p.change_book(request, who, "book.release", loan_id, body.lots, body.note,
+                      lambda: cloud.book.release(loan_id, list(body.lots)) or f"released {','.join(body.lots)}")
         return loan_status(cloud.book, loan_id, cloud.prices, cloud.ruleset)
 
     @app.get("/v1/pledges", response_model=models.ReceiptPage, tags=["collateral"])
@@ -283,6 +390,15 @@ def create_app(cloud: CloudService, access: TokenRegistry, audit: AuditLog, *,
             name=ruleset.name, version=ruleset.version, sha256=ruleset.sha256, label=ruleset.label,
             activated_at=entry.activated_at if entry else None, ledger_index=entry.ledger_index if entry else None,
             text=ruleset.text)
+
+    @app.post("/v1/rulesets", response_model=models.RuleSetInForce, status_code=201, tags=["rules"],
+              responses={**_CONFLICT, **_STORE})
+    async def ruleset_activate(body: models.RuleSetUpload, request: Request, who: Who) -> models.RuleSetInForce:
+        """Put a rule file in force (operator only): parsed strictly (a bad file is 422 naming its line
+        and field, and changes nothing), its hash into the evidence ledger, the file to every edge.
+        Audited."""
+        p.activate(request, who, body)
+        return await ruleset_current(who)
 
     @app.get("/v1/rulesets/history", response_model=models.RuleSetHistory, tags=["rules"])
     async def ruleset_history(who: Who) -> models.RuleSetHistory:

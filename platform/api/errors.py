@@ -19,14 +19,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cangtwin.platform.api.models import ErrorDetail, ErrorResponse, FieldError
+from cangtwin.platform.api.models import ErrorDetail, ErrorResponse, FieldError, FileLocation
 
 log = logging.getLogger("cangtwin.api")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _UNPARSABLE = "There was an error parsing the body"  # FastAPI's words for a body it cannot decode
 _CODES = {400: "bad-request", 401: "unauthenticated", 403: "forbidden", 404: "not-found",
           405: "method-not-allowed", 409: "conflict", 413: "payload-too-large",
-          415: "unsupported-media-type", 422: "invalid-request", 500: "internal-error"}
+          415: "unsupported-media-type", 422: "invalid-request", 500: "internal-error",
+          503: "unavailable"}
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -36,11 +37,13 @@ Send = Callable[[Message], Awaitable[None]]
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, *, field: str | None = None,
-                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
+                 code: str | None = None, headers: dict[str, str] | None = None,
+                 file: FileLocation | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.field = status, message, field
         self.code = code or _CODES.get(status, "error")
         self.headers = headers
+        self.file = file
 
 
 def request_id(scope: Scope) -> str:
@@ -52,10 +55,11 @@ def describe(scope: Scope) -> str:
 
 
 def error_body(scope: Scope, status: int, message: str, *, code: str | None = None,
-               field: str | None = None, errors: list[FieldError] | None = None) -> dict:
+               field: str | None = None, errors: list[FieldError] | None = None,
+               file: FileLocation | None = None) -> dict:
     detail = ErrorDetail(status=status, code=code or _CODES.get(status, "error"),
                          message=f"{describe(scope)}: {message}", request=describe(scope),
-                         request_id=request_id(scope), field=field, errors=errors or [])
+                         request_id=request_id(scope), field=field, errors=errors or [], file=file)
     return ErrorResponse(error=detail).model_dump(mode="json")
 
 
@@ -76,8 +80,8 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         message = f"{exc.field}: {exc.message}" if exc.field else exc.message
-        return JSONResponse(error_body(request.scope, exc.status, message, code=exc.code, field=exc.field),
-                            status_code=exc.status, headers=exc.headers)
+        return JSONResponse(error_body(request.scope, exc.status, message, code=exc.code, field=exc.field,
+                                       file=exc.file), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

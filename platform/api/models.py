@@ -9,7 +9,7 @@ packages encode them, so `cangtwin.platform.ledger` can check them as they arriv
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +29,15 @@ class FieldError(Schema):
     message: str
 
 
+class FileLocation(Schema):
+    """Where in an uploaded file (e.g. a rule file) the first problem is."""
+
+    source: str = Field(description="the file name the upload gave")
+    line: int | None = Field(description="1-based line, when the problem has one")
+    field: str | None = Field(description="the field in the file, e.g. rules[3].params.window_s")
+    message: str
+
+
 class ErrorDetail(Schema):
     status: int
     code: str = Field(description="stable machine-readable reason, e.g. not-found, invalid-request")
@@ -37,6 +46,7 @@ class ErrorDetail(Schema):
     request_id: str = Field(description="the X-Request-ID of the request (sent or assigned)")
     field: str | None = None
     errors: list[FieldError] = []
+    file: FileLocation | None = Field(default=None, description="for an uploaded file refused: where in it")
 
 
 class ErrorResponse(Schema):
@@ -106,6 +116,24 @@ class ReceiptStatus(Schema):
     loan: str
     bank: str
     lots: list[LotStatus]
+
+
+LotId = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class PledgeRequest(Schema):
+    """Pledge lots to the loan under a new warehouse receipt (电子仓单); all the lots or none."""
+
+    receipt: str = Field(min_length=1, max_length=200, description="the new receipt's id; each is issued once")
+    lots: list[LotId] = Field(min_length=1, max_length=1000, description="lots in the warehouse, not pledged")
+    note: str = Field(default="", max_length=2000)
+
+
+class ReleaseRequest(Schema):
+    """A release order (解押): the lots leave the loan's pledge and may then leave the warehouse."""
+
+    lots: list[LotId] = Field(min_length=1, max_length=1000, description="lots pledged to this loan now")
+    note: str = Field(default="", max_length=2000, description="e.g. the release order's number")
 
 
 class ReceiptPage(Schema):
@@ -245,6 +273,15 @@ class RuleSetInForce(Schema):
     activated_at: float | None = Field(description="null until its ledger entry is integrated")
     ledger_index: int | None
     text: str = Field(description="the rule file as written; its SHA-256 is `sha256`")
+
+
+class RuleSetUpload(Schema):
+    """A rule file to put in force: parsed as strictly as the file on disk; a bad one changes nothing."""
+
+    text: str = Field(min_length=1, description="the rule file (YAML) exactly as written; its SHA-256 is kept")
+    filename: str = Field(default="rules.yaml", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+                          description="the file's name, used in error messages and as the rule set's source")
+    note: str = Field(default="", max_length=2000, description="why it goes into force (audited)")
 
 
 class RuleSetHistory(Schema):

@@ -101,8 +101,7 @@ class CollateralBook:
         """A release order (解押): the lots leave the pledge and may leave the warehouse."""
         for i, lot_id in enumerate(lot_ids):
             if self.pledges.get(lot_id) != loan_id:
-                raise BookError(f"lot {lot_id} is not pledged to loan {loan_id}", f"lots[{i}]",
-                                "conflict" if lot_id in self.lots else "unknown")
+                raise BookError(f"lot {lot_id} is not pledged to loan {loan_id}", f"lots[{i}]")
         _no_repeats(lot_ids)  # a repeat would be deleted twice, half-way through the change
         for lot_id in lot_ids:
             del self.pledges[lot_id]
