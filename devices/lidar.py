@@ -147,7 +147,8 @@ class WorldScene:
 
 
 class LidarDevice(Device):
-    """Scans its bays every `period_s` and emits one `scan` message of noisy points per scan."""
+    """Scans its bays every `period_s`, and at once on the edge's `scan` command, and emits one
+    `scan` message of noisy points per scan."""
 
     def __init__(
         self,
@@ -188,6 +189,7 @@ class LidarDevice(Device):
         self._directions32 = self.directions.astype(np.float32)
         self._clean: np.ndarray | None = None
         self._clean32: np.ndarray | None = None
+        self._commanded = False  # a commanded scan is under way
 
     def start(self) -> None:
         super().start()
@@ -196,8 +198,30 @@ class LidarDevice(Device):
     def _scans(self) -> Iterator[simpy.Event]:
         yield self.env.timeout(float(self.rng.uniform(0, self.period_s)))
         while True:
-            self.scan()
+            self.sweep()
             yield self.env.timeout(self.period_s)
+
+    @property
+    def sweep_s(self) -> float:
+        """How long one scan takes: one sensor turn per pan step (23 × 0.1 s on the `small` site)."""
+        return self.mount.pan_steps / self.preset.rotation_hz
+
+    def scan(self) -> None:
+        """The `scan` action of the Thing Description: scan the bay group now, off the schedule.
+
+        The pan unit sweeps for `sweep_s`, and the points go out when it is done; the periodic
+        scans keep their own phase. A command that arrives while a commanded scan is under way
+        joins it (one sweep answers both).
+        """
+        if self._commanded or not self.alive:
+            return
+        self._commanded = True
+
+        def done(_event: simpy.Event) -> None:
+            self._commanded = False
+            self.sweep()
+
+        self.env.timeout(self.sweep_s).callbacks.append(done)
 
     def clean_ranges(self) -> np.ndarray:
         """Noise-free range of every ray against the current world (inf: no return)."""
@@ -219,7 +243,8 @@ class LidarDevice(Device):
             noisy += self.rng.standard_normal(len(noisy), dtype=np.float32) * np.float32(p.range_sigma_m)
         return self._directions32[keep] * noisy[:, None]
 
-    def scan(self) -> int:
+    def sweep(self) -> int:
+        """Cast one scan against the world as it is now and send it; the number of points sent."""
         points = self.measure().astype("<f4", copy=False)
         self.emit("scan", {"n_points": len(points), "points": points.tobytes()})
         return len(points)

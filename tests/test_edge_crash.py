@@ -8,6 +8,7 @@ from pathlib import Path
 from cangtwin.scenarios.result import build_result
 from cangtwin.scenarios.run import run_scenario
 from cangtwin.scenarios.spec import load_scenario
+from injector_runs import run_library
 
 LIBRARY = Path(__file__).resolve().parent.parent / "scenarios" / "library"
 
@@ -26,3 +27,21 @@ def test_crash_restart_then_theft(tmp_path):
     events = [json.loads(line)["ev"] for line in outcome.log.lines]
     assert events.index("fault.edge-crash") < events.index("fault.edge-restart")
     assert (tmp_path / "edge-outbox.sqlite").exists()
+
+
+def test_a_theft_while_the_edge_was_down_is_found_by_the_rescan_at_restart():
+    """The restarted edge, once it has its book again, commands every LiDAR to scan at once and
+    confirms with one more scan: the bays are reconciled seconds after the restart, not two scan
+    periods later. The latency from the goods leaving counts the time the edge was down (its
+    own edge-offline alert covers that); what the edge adds is measured from the restart."""
+    outcome, result = run_library("theft-during-edge-crash")
+    assert result["status"] == "SUCCESS", result["criteria"]
+    assert result["detections"]["theft"]["rule"] == "inventory-mismatch"
+    events = [json.loads(line) for line in outcome.log.lines]
+    restart = next(e["t"] for e in events if e["ev"] == "fault.edge-restart")
+    left = next(e["t"] for e in events if e["ev"] == "twin.goods-left")
+    rescans = [e for e in events if e["ev"] == "edge.rescan"]
+    assert rescans[0]["data"] == {"device": "lidar-1", "reason": "restart"} and rescans[0]["t"] - restart < 1.0
+    found = left + result["detections"]["theft"]["edge_latency_s"]
+    assert restart < found < restart + 10.0  # within §9's 65 s for a bay change, counted from the restart
+    assert result["false_alarms"] == []

@@ -78,7 +78,7 @@ def test_scan_pattern_is_unit_rays_below_the_window():
 
 def test_a_scan_fits_one_frame_and_decodes_with_the_thing_model(device):
     d, sent = device
-    n = d.scan()
+    n = d.sweep()
     frame = sent[-1]
     assert 0.9 * len(d.directions) < n <= MAX_POINTS_PER_MESSAGE and len(frame) <= MAX_FRAME_BYTES
     envelope, _, _ = split(frame)
@@ -176,4 +176,25 @@ def test_scans_run_on_the_period_once_started():
     d.env.run(until=181.0)
     scans = [f for f in sent if split(f)[0].kind == "scan"]
     assert len(scans) == 3
+    d.warehouse.world.close()
+
+
+def test_the_scan_action_scans_one_sweep_later_and_keeps_the_period():
+    """The edge's `scan` command (the TD's action) is answered a pan sweep later, off the schedule."""
+    d, sent = lidar()
+    assert "scan" in thing_descriptions()["lidar"]["actions"]
+    assert d.sweep_s == pytest.approx(d.mount.pan_steps / VLP16.rotation_hz) and 1.0 < d.sweep_s < 5.0
+    d.start()
+    d.env.run(until=130.0)
+    periodic = [split(f)[0].clock for f in sent if split(f)[0].kind == "scan"]
+    assert len(periodic) == 3  # the first comes at a random phase within the first period, then every 60 s
+    d.scan()
+    d.scan()  # a second command during the sweep joins the first
+    d.env.run(until=130.0 + d.sweep_s - 0.01)
+    assert len([f for f in sent if split(f)[0].kind == "scan"]) == 3  # not before the sweep is done
+    d.env.run(until=250.0)
+    clocks = [split(f)[0].clock for f in sent if split(f)[0].kind == "scan"]
+    commanded = [c for c in clocks if c not in periodic and abs((c - periodic[0]) % 60.0) > 0.1 and abs((c - periodic[0]) % 60.0 - 60.0) > 0.1]
+    assert len(commanded) == 1 and commanded[0] == pytest.approx(130.0 + d.sweep_s, abs=0.05)
+    assert len(clocks) == 6  # the periodic scans kept their phase: 3 + 1 commanded + 2 more
     d.warehouse.world.close()

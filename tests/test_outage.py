@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cangtwin.platform.edge.resend_timer import ResendTimer
 from cangtwin.scenarios.result import build_result
 from cangtwin.scenarios.run import run_scenario
 from cangtwin.scenarios.spec import load_scenario
@@ -54,3 +55,37 @@ def test_nothing_lost_nothing_applied_twice(pair):
     assert calm.messages["emitted"] == outage.messages["emitted"]
     assert outage.messages["lost_on_links"] > 0  # batches really were dropped during the outage
     assert build_result(outage, "n/a")["status"] == "SUCCESS"
+
+
+# --- resending on a lossy link (RFC 6298 timeout, alerts beside the batch in flight) ---------------
+
+def test_the_resend_timeout_follows_measured_round_trips_within_floor_and_cap():
+    timer = ResendTimer(5.0, 0.5, 5.0)
+    assert timer.rto_s == 5.0  # nothing measured yet
+    timer.measured(0.08)
+    assert timer.rto_s == 0.5  # 0.08 + 4 * 0.04 is under the floor
+    for _ in range(40):
+        timer.measured(3.1)  # a latency spike: the path now takes 3.1 s there and back
+    assert 3.1 < timer.rto_s < 3.5  # SRTT + 4 RTTVAR settles just above the round trip
+    timer.timed_out()
+    assert timer.rto_s == 5.0  # doubled, but never past the cap: an outage is probed every 5 s
+    timer.timed_out()
+    assert timer.rto_s == 5.0
+    timer.measured(3.1)
+    assert timer.rto_s < 3.6
+    with pytest.raises(ValueError, match="floor"):
+        ResendTimer(5.0, 0.0, 5.0)
+
+
+def test_a_lossy_uplink_delays_the_bank_by_the_link_not_by_a_fixed_resend_wait(tmp_path):
+    """30 % loss and +1.5 s each way: the theft alert goes beside the batch in flight and reaches
+    the bank one link latency after the edge raised it (it took 11.1 s with a fixed 5 s resend
+    wait behind the batch in flight); nothing is lost, duplicates are absorbed."""
+    outcome = run_scenario(load_scenario(LIBRARY / "link-spikes.yaml"), tmp_path)
+    result = build_result(outcome, "n/a")
+    assert result["status"] == "SUCCESS", result["criteria"]
+    theft = result["detections"]["theft"]
+    assert theft["edge_latency_s"] <= 2.0
+    assert theft["bank_latency_s"] - theft["edge_latency_s"] < 1.5 + 0.5  # the spike's own latency, and little more
+    m = outcome.messages
+    assert m["records_lost"] == 0 and m["lost_on_links"] > 0 and m["cloud_duplicates"] > 0

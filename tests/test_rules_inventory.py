@@ -189,9 +189,51 @@ def test_small_bays_need_the_absolute_tolerance_too_and_occluded_scans_do_not_co
 def test_a_bay_without_pledged_goods_is_not_the_banks_business():
     rule = mismatch_rule(confirm_scans=1)
     ctx = book_ctx({"B01-01": 5.0})
-    ctx.book.released.add("B01-01")
+    del ctx.book.pledged["B01-01"]
     assert rule.evaluate(scan("B01", 1.0, 0.0), ctx) == []
     assert len(mismatch_rule(confirm_scans=1, only_pledged_bays=False).evaluate(scan("B01", 1.0, 0.0), ctx)) == 1
+
+
+def test_released_lots_may_leave_before_the_gate_tells_the_book():
+    """A released lot is loaded onto the truck before its gate event drops it from the book; a bay
+    short of no more than its released lots is as booked, and the release itself restarts the count."""
+    rule = mismatch_rule(confirm_scans=2)
+    ctx = book_ctx({"B01-01": 2.0, "B01-02": 2.0, "B01-03": 2.0, "B01-04": 2.0})
+    assert rule.evaluate(scan("B01", 1.0, 6.0), ctx) == []  # one lot short: suspect
+    ctx.book.released.update({"B01-03", "B01-04"})  # the bank releases two; they are being loaded
+    assert [f for t in (2.0, 3.0, 4.0) for f in rule.evaluate(scan("B01", t, 6.0), ctx)] == []
+    assert [f for t in (5.0, 6.0) for f in rule.evaluate(scan("B01", t, 4.0), ctx)] == []  # both on the truck
+    findings = [f for t in (7.0, 8.0) for f in rule.evaluate(scan("B01", t, 2.0), ctx)]  # and a pledged one
+    assert len(findings) == 1 and findings[0].targets == ("bay:B01", "lot:B01-01", "lot:B01-02")
+    assert findings[0].detail["released_m3"] == 4.0 and "less than the 4.00 m³ the book allows" in findings[0].summary
+    more = mismatch_rule(confirm_scans=1).evaluate(scan("B01", 9.0, 9.0), ctx)  # more than booked is never excused
+    assert len(more) == 1
+
+
+def test_a_suspect_scan_asks_for_a_rescan_until_confirmed_or_cleared():
+    """`wants_rescan` is what the edge reads to command the LiDAR's scan action after each scan."""
+    rule = mismatch_rule(confirm_scans=3)
+    ctx = book_ctx({"B01-01": 10.0})
+    rule.evaluate(scan("B01", 1.0, 10.0), ctx)
+    assert not rule.wants_rescan("lidar-1")  # as booked
+    assert rule.evaluate(scan("B01", 2.0, 5.0), ctx) == [] and rule.wants_rescan("lidar-1")
+    assert not rule.wants_rescan("lidar-2")  # another sensor's bays
+    assert rule.evaluate(scan("B01", 3.0, 5.0), ctx) == [] and rule.wants_rescan("lidar-1")  # 2 of 3
+    assert len(rule.evaluate(scan("B01", 4.0, 5.0), ctx)) == 1 and not rule.wants_rescan("lidar-1")  # confirmed
+    assert rule.evaluate(scan("B01", 5.0, 5.0), ctx) == [] and not rule.wants_rescan("lidar-1")  # already alerted
+    cleared = mismatch_rule(confirm_scans=2)
+    cleared.evaluate(scan("B01", 1.0, 5.0), ctx)
+    cleared.evaluate(scan("B01", 2.0, 10.0), ctx)
+    assert not cleared.wants_rescan("lidar-1")
+    occluded = mismatch_rule(confirm_scans=2)  # an occluded rescan neither counts nor asks again
+    occluded.evaluate(scan("B01", 1.0, 5.0), ctx)
+    occluded.evaluate(scan("B01", 2.0, 0.0, occluded=0.9), ctx)
+    assert not occluded.wants_rescan("lidar-1")
+    unpledged = book_ctx({"B01-01": 10.0})
+    unpledged.book.pledged.clear()  # the bank does not care: no scan is spent on it
+    idle = mismatch_rule(confirm_scans=2)
+    idle.evaluate(scan("B01", 1.0, 5.0), unpledged)
+    assert not idle.wants_rescan("lidar-1")
 
 
 # --- lidar-tamper --------------------------------------------------------------------------------
@@ -231,6 +273,17 @@ def test_blocked_fires_only_after_confirm_scans_below_the_baseline(counts):
             baseline.append(n)
         fired.append(any(f.detail["sign"] == "blocked" for f in rule.evaluate(scan("B01", float(i), 1.0, points=n), ctx)))
     assert fired == expected
+
+
+def test_tamper_asks_for_a_rescan_until_confirmed_or_the_incident_is_known():
+    rule = tamper_rule(confirm_scans=2, realert_after_s=600.0)
+    ctx = EdgeContext("small", BookView(), {})
+    rule.evaluate(scan("B01", 1.0, 1.0), ctx)
+    assert not rule.wants_rescan("lidar-1")
+    assert rule.evaluate(scan("B01", 2.0, 1.0, top=8.0), ctx) == [] and rule.wants_rescan("lidar-1")
+    assert len(rule.evaluate(scan("B01", 3.0, 1.0, top=8.0), ctx)) == 1 and not rule.wants_rescan("lidar-1")
+    rule.evaluate(scan("B02", 4.0, 1.0, top=8.0), ctx)  # the same incident seen in another bay
+    assert not rule.wants_rescan("lidar-1")
 
 
 def test_engine_runs_both_rules_on_bay_scans(monkeypatch):

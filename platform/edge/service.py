@@ -21,6 +21,7 @@ from cangtwin.platform.edge.load_check import LoadChecker
 from cangtwin.platform.perception.camera_features import CameraFeatures, FrameError
 from cangtwin.platform.perception.lidar_volume import BayScan, LidarPerception
 from cangtwin.platform.edge.outbox import OutboxFull
+from cangtwin.platform.edge.resend_timer import ResendTimer
 from cangtwin.platform.processing import ServiceQueue
 from cangtwin.platform.records import (
     BookSync,
@@ -41,6 +42,7 @@ from cangtwin.platform.records import (
 from cangtwin.platform.rules.base import BookView
 from cangtwin.platform.rules.context import DeviceMessage, EdgeContext
 from cangtwin.platform.rules.engine import RuleEngine
+from cangtwin.platform.rules.lidar_rescan import rescan_wanted
 from cangtwin.platform.config_file import InputError
 from cangtwin.platform.rules.ruleset import RuleSet, parse_ruleset
 from cangtwin.platform.site_geometry import SiteGeometry
@@ -52,6 +54,7 @@ Tap = Callable[[str, object], None]
 PRIORITY_ALERT, PRIORITY_EVENT, PRIORITY_TELEMETRY = 0, 1, 2
 # Frames and scans are analysed at the edge (计算卸载); only their derived events go up.
 BULKY_KINDS = frozenset({"analysis_frame", "full_frame", "scan"})
+MAX_UNANSWERED_BATCHES = 64
 
 
 class Outbox(Protocol):
@@ -65,12 +68,19 @@ class Outbox(Protocol):
 
 @dataclass(frozen=True)
 class EdgeTiming:
-    """Modelled service time and the store-and-forward knobs of the uplink."""
+    """Modelled service time and the store-and-forward knobs of the uplink.
+
+    A batch is resent when its ack is overdue: after `ack_timeout_s` until round trips have been
+    measured, then after the adaptive timeout (`ResendTimer`), never sooner than
+    `min_ack_timeout_s` nor later than `ack_timeout_s`, which also bounds how long the end of an
+    outage goes unnoticed.
+    """
 
     per_message_s: float = 0.0002
     heartbeat_s: float = 10.0
     linger_s: float = 0.01
     ack_timeout_s: float = 5.0
+    min_ack_timeout_s: float = 0.5
     batch_size: int = 1000
 
 
@@ -109,6 +119,7 @@ class EdgeService:
         # After a restart the counters start again, so ids carry the boot: the outbox head it woke to.
         boot = outbox.head[0]
         self.name = site if boot == 0 else f"{site}-r{boot}"
+        self.restarted = boot > 0
         self.engine = RuleEngine(ruleset, site, id_prefix=self.name)
         integrity = self.engine.params("message-integrity")
         self.auth = DeviceAuthenticator(
@@ -138,6 +149,13 @@ class EdgeService:
         self._telemetry: list[Observation] = []
         self._flush_scheduled = False
         self._in_flight: tuple[int, ...] | None = None
+        # When each batch still unanswered went, by its seqs, which the cloud's ack echoes; None when
+        # the same seqs went twice, so an ack could answer either (Karn's ambiguity).
+        self._sent_at: dict[frozenset[int], float | None] = {}
+        self._alerts_waiting = False  # alerts appended since the last batch went
+        self._alerts_sent: set[int] = set()  # seqs of alerts sent beside the batch in flight, not yet acked
+        self.resend = ResendTimer(timing.ack_timeout_s, min(timing.min_ack_timeout_s, timing.ack_timeout_s),
+                                  timing.ack_timeout_s)
         self._batches_sent = 0
 
     def stop(self) -> None:
@@ -198,6 +216,8 @@ class EdgeService:
             for bay_scan in self.lidars.perceive(envelope.device, envelope.clock, received_at, payload, device.attrs,
                                                  self.context.extra["geometry"]):
                 self._run_rules(bay_scan)
+            if rescan_wanted(self.engine.rules, envelope.device):
+                self._rescan(envelope.device, "confirm")
         if envelope.kind == "full_frame" and envelope.device in self._captures:
             self._clip(envelope.device, payload.data, envelope.clock, received_at)
         if envelope.kind not in BULKY_KINDS:
@@ -253,6 +273,7 @@ class EdgeService:
     # --- uplink ------------------------------------------------------------------------------
     def _emit(self, record: object, priority: int) -> None:
         self._pending.append((record_encoder.encode(record), priority))
+        self._alerts_waiting |= priority == PRIORITY_ALERT
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -299,20 +320,42 @@ class EdgeService:
             self._pump()
 
     def _pump(self) -> None:
+        """One batch in flight at a time, resent until acked; new alerts do not wait behind it.
+
+        Alerts appended while a batch is in flight go at once in a batch of their own, sent once:
+        if it is lost they are still pending, and the next batch in flight carries them.
+        """
         if self._in_flight is not None:
+            if self._alerts_waiting:
+                self._alerts_waiting = False
+                flying = set(self._in_flight) | self._alerts_sent
+                entries = [e for e in self.outbox.next_batch(self.timing.batch_size, self.clock.now())
+                           if e.priority == PRIORITY_ALERT and e.seq not in flying]
+                if entries:
+                    self._alerts_sent.update(e.seq for e in entries)
+                    self._send(entries)
             return
         entries = self.outbox.next_batch(self.timing.batch_size, self.clock.now())
+        self._alerts_waiting = False
         if not entries:
             return
         self._in_flight = tuple(e.seq for e in entries)
         self._batches_sent += 1
         batch_no = self._batches_sent
+        self._send(entries)
+        self.clock.call_later(self.resend.rto_s, lambda: self._ack_timeout(batch_no))
+
+    def _send(self, entries: list) -> None:
+        key = frozenset(e.seq for e in entries)
+        self._sent_at[key] = None if key in self._sent_at else self.clock.now()
+        if len(self._sent_at) > MAX_UNANSWERED_BATCHES:  # acks of the oldest are not coming
+            del self._sent_at[next(iter(self._sent_at))]
         self.send_uplink(record_encoder.encode(UplinkBatch(self.site, [(e.seq, e.payload) for e in entries])))
-        self.clock.call_later(self.timing.ack_timeout_s, lambda: self._ack_timeout(batch_no))
 
     def _ack_timeout(self, batch_no: int) -> None:
         if self._in_flight is not None and batch_no == self._batches_sent:
             self._in_flight = None  # resend: at-least-once, the cloud dedupes
+            self.resend.timed_out()
             self._pump()
 
     # --- downlink ----------------------------------------------------------------------------
@@ -322,7 +365,12 @@ class EdgeService:
         message = downlink_decoder.decode(data)
         if isinstance(message, UplinkAck):
             self.outbox.ack(message.seqs)
-            if self._in_flight is not None and set(message.seqs) >= set(self._in_flight):
+            acked = frozenset(message.seqs)
+            sent_at = self._sent_at.pop(acked, None)
+            if sent_at is not None:  # the ack answers a batch that went once: a round trip
+                self.resend.measured(self.clock.now() - sent_at)
+            self._alerts_sent -= acked
+            if self._in_flight is not None and acked >= set(self._in_flight):
                 self._in_flight = None
             self._pump()
         elif isinstance(message, CaptureEvidence):
@@ -333,6 +381,7 @@ class EdgeService:
             del self.devices[message.device]  # the authenticator's and the rules' view too: one dict
             self.tap("edge.device-retired", message)
         elif isinstance(message, BookSync) and message.version > self.book.version:
+            reconcile = self.restarted and self.book.version < 0
             self.book.version = message.version
             self.book.pledged = dict(message.pledged)
             self.book.released = set(message.released)
@@ -341,6 +390,9 @@ class EdgeService:
             self.book.volume_by_lot = dict(message.volumes)
             self.book.mass_by_lot = dict(message.masses)
             self.tap("edge.book-sync", message)
+            if reconcile:  # goods may have moved while this edge was down: look at every bay now
+                for device in sorted(d for d, rec in self.devices.items() if rec.type == "lidar"):
+                    self._rescan(device, "restart")
 
     def _apply_ruleset(self, update: RuleSetUpdate) -> None:
         """Swap in the rules the cloud put in force; a file that does not load leaves the old ones."""
@@ -361,6 +413,12 @@ class EdgeService:
         for device in sorted(d for d, rec in self.devices.items() if rec.type == "camera"):
             self._captures.setdefault(device, []).append((command.alert, deadline))
             self.send_command(device, "capture_evidence", {"reason": command.alert})
+
+    def _rescan(self, device: str, reason: str) -> None:
+        """Command a LiDAR's `scan` action (its Thing Description): a scan now, not at its next period."""
+        if self.send_command is not None:
+            self.tap("edge.rescan", {"device": device, "reason": reason})
+            self.send_command(device, "scan", {"reason": reason})
 
     def _clip(self, device: str, frame: bytes, clock: float, received_at: float) -> None:
         waiting = [(alert, deadline) for alert, deadline in self._captures.pop(device) if deadline >= received_at]

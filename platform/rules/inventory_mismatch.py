@@ -4,11 +4,17 @@ The book (via `BookSync`) places each lot in a bay (`bay_by_lot`) with its envel
 the receipt (`volume_by_lot`); the LiDAR measures the envelope of whatever stands in the bay.
 A difference beyond both tolerances (relative to the book's volume, and absolute, so an almost
 empty bay is not judged on noise) for `confirm_scans` consecutive scans of the bay raises an
-alert on the bay and its pledged lots. A change of the book's volume for the bay (an authorized
-move, a release) restarts the count, since the scan that raced the move proves nothing; a scan
+alert on the bay and its pledged lots. Lots the bank has released may leave at any time: a bay
+short of no more than its released lots is as booked, since they are loaded onto the truck
+before the gate tells the book they left. A change of the book for the bay (an authorized move,
+a release) restarts the count, since the scan that raced the change proves nothing; a scan
 too occluded to measure (`max_occluded_fraction`) neither counts nor clears, and is left to
 lidar-tamper. Scans are judged in device time; a scan older than the last one of its bay is
-ignored.
+ignored. A scan that starts or extends an unconfirmed run asks for a rescan (`lidar_rescan`),
+so the confirming scans need not wait for the next period.
+
+Limit: while released lots wait in a bay, a pledged lot of no more volume taken from it
+unseen by the gate is caught only once the released ones leave and the book drops them.
 """
 
 from __future__ import annotations
@@ -37,14 +43,16 @@ class Entry(RuleEntry):
 
 
 class _BayState:
-    __slots__ = ("last_at", "expected", "streak", "since", "alerted")
+    __slots__ = ("last_at", "booked", "streak", "since", "alerted", "device", "unconfirmed")
 
     def __init__(self) -> None:
         self.last_at = float("-inf")
-        self.expected: float | None = None
+        self.booked: tuple[float, float] | None = None  # (volume on the book, of which released)
         self.streak = 0
         self.since = 0.0
         self.alerted = False
+        self.device = ""
+        self.unconfirmed = False  # the last scan started or extended a run not yet confirmed
 
 
 class InventoryMismatch(Rule):
@@ -55,26 +63,35 @@ class InventoryMismatch(Rule):
         super().__init__(entry)
         self._bays: dict[str, _BayState] = {}
 
+    def wants_rescan(self, device: str) -> bool:
+        return any(state.unconfirmed and state.device == device for state in self._bays.values())
+
     def evaluate(self, event: BayScan, ctx: EdgeContext) -> list[Finding]:
         p, book = self.params, ctx.book
         state = self._bays.setdefault(event.bay, _BayState())
+        state.unconfirmed = False
         if event.at <= state.last_at or event.occluded_fraction > p.max_occluded_fraction:
             return []
-        state.last_at = event.at
+        state.last_at, state.device = event.at, event.device
         lots = sorted(lot for lot, bay in book.bay_by_lot.items() if bay == event.bay)
         pledged = [lot for lot in lots if lot in book.pledged and lot not in book.released]
         expected = sum(book.volume_by_lot.get(lot, 0.0) for lot in lots)
-        if state.expected is None or abs(expected - state.expected) > 1e-9:
-            state.expected, state.streak, state.alerted = expected, 0, False
-        difference = event.volume_m3 - expected
-        beyond = abs(difference) > p.abs_tolerance_m3 and abs(difference) > p.rel_tolerance * expected
+        released = sum(book.volume_by_lot.get(lot, 0.0) for lot in lots if lot in book.released)
+        if state.booked is None or abs(expected - state.booked[0]) > 1e-9 or abs(released - state.booked[1]) > 1e-9:
+            state.booked, state.streak, state.alerted = (expected, released), 0, False
+        # The nearest volume the book allows: everything booked, or all but the released lots.
+        allowed = min(max(event.volume_m3, expected - released), expected)
+        difference = event.volume_m3 - allowed
+        beyond = abs(difference) > p.abs_tolerance_m3 and abs(difference) > p.rel_tolerance * allowed
         if not beyond:
             state.streak, state.alerted = 0, False
             return []
         state.streak += 1
         if state.streak == 1:
             state.since = event.at
-        if state.streak < p.confirm_scans or state.alerted or (p.only_pledged_bays and not pledged):
+        bank_cares = bool(pledged) or not p.only_pledged_bays
+        state.unconfirmed = state.streak < p.confirm_scans and bank_cares
+        if state.streak < p.confirm_scans or state.alerted or not bank_cares:
             return []
         state.alerted = True
         side = "more" if difference > 0 else "less"
@@ -85,7 +102,7 @@ class InventoryMismatch(Rule):
                 observed_at=event.received_at,
                 summary=(
                     f"bay {event.bay}: LiDAR measures {event.volume_m3:.2f} m³, {abs(difference):.2f} m³ {side} "
-                    f"than the {expected:.2f} m³ on the book, for {state.streak} scans"
+                    f"than the {allowed:.2f} m³ the book allows, for {state.streak} scans"
                 ),
                 dedupe_key=f"{event.bay}@{state.since:.3f}",
                 detail={
@@ -93,6 +110,7 @@ class InventoryMismatch(Rule):
                     "device": event.device,
                     "measured_m3": event.volume_m3,
                     "expected_m3": round(expected, 4),
+                    "released_m3": round(released, 4),
                     "count_estimate": event.count_estimate,
                     "lots_on_book": len(lots),
                     "since": state.since,

@@ -8,7 +8,8 @@ through (one scan) is not tampering:
 - a surface stands higher than any goods may (`max_goods_height_m`) with at least
   `min_occluder_points` returns on it: an occluder between the sensor and the goods.
 One alert per device and sign per `realert_after_s` (device time): covering a sensor blinds all
-its bays at once, and that is one incident.
+its bays at once, and that is one incident. A scan that starts or extends a run not yet
+confirmed asks the edge for a rescan (`lidar_rescan`), so confirmation takes a sweep, not a period.
 """
 
 from __future__ import annotations
@@ -47,12 +48,13 @@ class Entry(RuleEntry):
 
 
 class _View:
-    __slots__ = ("last_at", "baseline", "streaks")
+    __slots__ = ("last_at", "baseline", "streaks", "unconfirmed")
 
     def __init__(self, size: int) -> None:
         self.last_at = float("-inf")
         self.baseline: deque[int] = deque(maxlen=size)
         self.streaks = {"blocked": 0, "occluder": 0}
+        self.unconfirmed = False  # the last scan started or extended a run not yet confirmed
 
 
 class LidarTamper(Rule):
@@ -64,9 +66,13 @@ class LidarTamper(Rule):
         self._views: dict[tuple[str, str], _View] = {}
         self._last_alert: dict[tuple[str, str], float] = {}
 
+    def wants_rescan(self, device: str) -> bool:
+        return any(view.unconfirmed for (d, _), view in self._views.items() if d == device)
+
     def evaluate(self, event: BayScan, ctx: EdgeContext) -> list[Finding]:
         p = self.params
         view = self._views.setdefault((event.device, event.bay), _View(p.baseline_scans))
+        view.unconfirmed = False
         if event.at <= view.last_at:
             return []
         view.last_at = event.at
@@ -80,10 +86,12 @@ class LidarTamper(Rule):
         findings = []
         for sign, present in signs.items():
             view.streaks[sign] = view.streaks[sign] + 1 if present else 0
-            if view.streaks[sign] < p.confirm_scans:
-                continue
             last = self._last_alert.get((event.device, sign))
-            if last is not None and event.at - last < p.realert_after_s:
+            quiet = last is not None and event.at - last < p.realert_after_s  # already alerted for this incident
+            if view.streaks[sign] < p.confirm_scans:
+                view.unconfirmed |= present and not quiet
+                continue
+            if quiet:
                 continue
             self._last_alert[(event.device, sign)] = event.at
             findings.append(self._finding(event, sign, usual))
