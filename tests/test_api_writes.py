@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cangtwin.platform.api.access import TokenEntry, TokenRegistry, hash_token
 from cangtwin.platform.api.app import create_app
@@ -195,3 +197,50 @@ def test_a_write_the_store_refuses_is_answered_503_and_each_success_is_stored_be
     down = api.post("/v1/alerts/s1-A000001/acknowledge", headers=auth("tok-a"), json={})
     assert down.status_code == 503 and down.json()["error"]["code"] == "store-unavailable"
     assert len(calls) == 2
+
+
+LOT_IDS = ["L1", "L2", "L3", "F1", "F2", "NOPE"]
+LOAN_IDS = ["LN-A-001", "LN-B-001", "LN-X"]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(steps=st.lists(st.tuples(st.sampled_from(["tok-a", "tok-b", "tok-ops", "tok-reg"]), st.sampled_from(LOAN_IDS),
+                                st.booleans(), st.lists(st.sampled_from(LOT_IDS), min_size=1, max_size=3),
+                                st.sampled_from(["WR-0001", "WR-N1", "WR-N2"])), min_size=1, max_size=12))
+def test_any_sequence_of_pledges_and_releases_keeps_the_book_whole(tmp_path_factory, steps) -> None:
+    """Whatever banks ask, in any order: never a 5xx, a refusal changes nothing, the invariants hold,
+    a bank never changes another bank's pledge, and every attempt that reached a handler is audited."""
+    platform = Platform(tmp_path_factory.mktemp("seq"))
+    book = platform.cloud.book
+    handled = 0
+    for token, loan, pledging, lots, receipt in steps:
+        before, owners = platform.state(), dict(book.pledges)
+        body = {"receipt": receipt, "lots": lots} if pledging else {"lots": lots}
+        answer = platform.api.post(f"/v1/loans/{loan}/{'pledges' if pledging else 'releases'}",
+                                   headers=auth(token), json=body)
+        assert answer.status_code in (200, 201, 403, 404, 409, 422), answer.text
+        handled += 1
+        if answer.status_code >= 400:
+            assert platform.state() == before
+            continue
+        bank = TOKENS[token].bank
+        changed = {lot for lot in set(owners) | set(book.pledges) if owners.get(lot) != book.pledges.get(lot)}
+        assert bank is None or all(book.loans[loan].bank == bank for loan in
+                                   {owners.get(lot) or book.pledges.get(lot) for lot in changed})
+        book.check()
+    total, _ = platform.audit.entries()
+    assert total == handled
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(cut=st.integers(0, len(DEFAULT_RULES)), junk=st.text(max_size=20))
+def test_any_edit_of_a_rule_file_is_put_in_force_or_refused_never_a_server_error(tmp_path_factory, cut, junk) -> None:
+    platform = Platform(tmp_path_factory.mktemp("rules"))
+    text = DEFAULT_RULES[:cut] + junk + DEFAULT_RULES[cut:]
+    before = platform.cloud.ruleset.sha256
+    answer = platform.api.post("/v1/rulesets", headers=auth("tok-ops"), json={"text": text})
+    assert answer.status_code in (201, 409, 422), answer.text
+    if answer.status_code == 422:
+        assert platform.cloud.ruleset.sha256 == before and answer.json()["error"]["file"]["source"] == "rules.yaml"
+    elif answer.status_code == 201:
+        assert platform.cloud.ruleset.text == text
