@@ -319,10 +319,88 @@ class KeeperCollusion(StrictModel):
     edit_edge_book: bool = True
 
 
+class OwnershipTransfer(StrictModel):
+    """`from_owner` sells `lots` to `to_owner`: a transfer naming the goods (their receipt and
+    fingerprint) is filed in the national registry (fraud/ownership_transfer.py)."""
+
+    kind: Literal["ownership-transfer"]
+    id: str
+    at: Seconds
+    lots: list[str] = pydantic.Field(min_length=1)
+    from_owner: str = pydantic.Field(min_length=1)
+    to_owner: str = pydantic.Field(min_length=1)
+
+    @pydantic.model_validator(mode="after")
+    def _two_parties(self) -> "OwnershipTransfer":
+        if self.from_owner == self.to_owner:
+            raise ValueError("from_owner and to_owner are the same party")
+        return self
+
+
+class ClimateFault(StrictModel):
+    """The air of `zone` goes wrong at `at` and is put right `duration` later: an HVAC failure warms
+    it by `magnitude` °C, a leak raises its humidity by `magnitude` %RH, each settling with the
+    zone's time constant `tau_s` (fraud/climate_fault.py)."""
+
+    kind: Literal["climate-fault"]
+    id: str
+    at: Seconds
+    zone: str
+    cause: Literal["hvac-failure", "leak"]
+    magnitude: float = pydantic.Field(gt=0, le=60)
+    duration: Seconds
+    tau_s: float = pydantic.Field(default=600.0, gt=0, le=86400)
+
+    @pydantic.field_validator("duration")
+    @classmethod
+    def _lasts(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be longer than 0 s")
+        return value
+
+
+class LotsMoved(StrictModel):
+    """A forklift driver moves `lots` out of their bays to bay `to_bay` or to the floor point `to`
+    (e.g. in the yard), whatever the hour and with no release (fraud/lots_moved.py)."""
+
+    kind: Literal["lots-moved"]
+    id: str
+    at: Seconds
+    lots: list[str] = pydantic.Field(min_length=1, max_length=4)
+    to_bay: str | None = None
+    to: Pair | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _one_destination(self) -> "LotsMoved":
+        if (self.to_bay is None) == (self.to is None):
+            raise ValueError("give exactly one destination: to_bay (a bay id) or to ([x, y] on the floor)")
+        return self
+
+
+class PriceSlide(StrictModel):
+    """`commodity` slides `drop` (0.15 = 15 %) below its path, evenly in log price over `over`
+    (fraud/market.py)."""
+
+    kind: Literal["price-slide"]
+    id: str
+    at: Seconds
+    commodity: str
+    drop: float = pydantic.Field(gt=0, lt=1)
+    over: Seconds
+
+    @pydantic.field_validator("over")
+    @classmethod
+    def _lasts(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be longer than 0 s")
+        return value
+
+
 Injection = Annotated[
     Union[UnauthorizedOutbound, ForgedDevice, UplinkOutage, PriceCrash, PriceFeedSilent, DuplicatePledge, EdgeCrash,
           Substitution, CameraTamper, DeviceFault, PartialWheel, PersonOnScale, TagCloned, TagMoved, LidarOccluded,
-          LedgerEdit, EdgeDbEdit, LinkSpikes, KeeperCollusion, PledgeRing],
+          LedgerEdit, EdgeDbEdit, LinkSpikes, KeeperCollusion, PledgeRing, OwnershipTransfer, ClimateFault, LotsMoved,
+          PriceSlide],
     pydantic.Field(discriminator="kind"),
 ]
 
@@ -492,6 +570,25 @@ def _check_new_injection(inj, i: int, site: Site, locator: Locator, unknown_lots
         raise locator.error(("injections", i, "lidar"), f"no LiDAR {inj.lidar!r} on site {site.id}")
     if isinstance(inj, KeeperCollusion) and inj.cover_camera is not None and typed.get(inj.cover_camera) != "camera":
         raise locator.error(("injections", i, "cover_camera"), f"no camera {inj.cover_camera!r} on site {site.id}")
+    _check_coverage_injection(inj, i, site, locator, unknown_lots)
+
+
+def _check_coverage_injection(inj, i: int, site: Site, locator: Locator, unknown_lots) -> None:
+    """References of the ownership, climate, lot-move and price-slide injections."""
+    if isinstance(inj, (OwnershipTransfer, LotsMoved)):
+        unknown_lots(("injections", i, "lots"), inj.lots)
+    if isinstance(inj, ClimateFault) and inj.zone not in site.spec.zones:
+        raise locator.error(("injections", i, "zone"), f"no zone {inj.zone!r} on site {site.id} "
+                                                      f"(zones: {', '.join(sorted(site.spec.zones))})")
+    if isinstance(inj, LotsMoved) and inj.to_bay is not None and inj.to_bay not in {b.id for b in site.spec.bays}:
+        raise locator.error(("injections", i, "to_bay"), f"unknown bay {inj.to_bay!r}")
+    if isinstance(inj, LotsMoved) and inj.to is not None:
+        building = site.spec.building
+        if not (0 <= inj.to[0] <= building.width_m and 0 <= inj.to[1] <= building.depth_m):
+            raise locator.error(("injections", i, "to"), f"[{inj.to[0]:g}, {inj.to[1]:g}] is outside the building "
+                                                        f"({building.width_m:g} × {building.depth_m:g} m)")
+    if isinstance(inj, PriceSlide) and inj.commodity not in site.spec.commodities:
+        raise locator.error(("injections", i, "commodity"), f"unknown commodity {inj.commodity!r}")
 
 
 def _check_references(spec: ScenarioFile, site: Site, ruleset: RuleSet, locator: Locator,
@@ -532,6 +629,8 @@ def _check_references(spec: ScenarioFile, site: Site, ruleset: RuleSet, locator:
         if inj.id in labels:
             raise locator.error(("injections", i, "id"), f"duplicate injection id {inj.id!r}")
         labels.add(inj.id)
+        if isinstance(inj, PriceSlide):  # its second line crossed is a label of its own
+            labels.add(f"{inj.id}-margin-call")
         if isinstance(inj, PledgeRing):
             _check_ring(inj, i, spec, labels, locator)
         if inj.at > spec.duration:
