@@ -1,4 +1,4 @@
-"""Temperature and humidity sensors: the twin's ambient state plus sensor noise."""
+"""Temperature and humidity sensors: the true air where the sensor hangs, plus sensor noise."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ class ClimateSensor(Device):
         super().__init__(*args, **kwargs)
         self.warehouse = warehouse
         self.period_s = period_s
+        # It reads the air of the zone it hangs in (its mount in the site file).
+        self.floor_xy = next(tuple(d.position[:2]) for d in warehouse.spec.devices if d.id == self.id)
 
     def start(self) -> None:
         super().start()
@@ -23,7 +25,7 @@ class ClimateSensor(Device):
     def _report(self) -> Iterator[simpy.Event]:
         yield self.env.timeout(float(self.rng.uniform(0, self.period_s)))
         while True:
-            temperature, humidity = self.warehouse.ambient(self.env.now)
+            temperature, humidity = self.warehouse.ambient(self.env.now, self.floor_xy)
             self.emit(
                 "climate",
                 {

@@ -29,7 +29,10 @@ from cangtwin.fraud.duplicate_pledge import inject_duplicate_pledge
 from cangtwin.fraud.edge_crash import inject_edge_crash
 from cangtwin.fraud.forged_device import inject_forged_device
 from cangtwin.fraud.label import Label
-from cangtwin.fraud.market import inject_feed_silence, inject_price_crash
+from cangtwin.fraud.climate_fault import inject_climate_fault
+from cangtwin.fraud.lots_moved import inject_lots_moved
+from cangtwin.fraud.market import LoanExposure, inject_feed_silence, inject_price_crash, inject_price_slide
+from cangtwin.fraud.ownership_transfer import inject_ownership_transfer
 from cangtwin.fraud.outage import inject_uplink_outage
 from cangtwin.fraud.pledge_ring import RingCopy, inject_pledge_ring
 from cangtwin.fraud.outbound import inject_unauthorized_outbound
@@ -53,7 +56,7 @@ from cangtwin.platform.cloud.device_registry import DeviceRegistry
 from cangtwin.platform.edge.outbox import OutboxConfig
 from cangtwin.platform.edge.service import EdgeService
 from cangtwin.platform.ledger.tree_head import PARTIES
-from cangtwin.platform.registry.fingerprint import fingerprint_from_book
+from cangtwin.platform.registry.fingerprint import LotGoods, fingerprint_from_book
 from cangtwin.platform.registry.registry import Filing, PledgeRegistry
 from cangtwin.platform.records import Alert
 from cangtwin.platform.thing_model import ThingModel
@@ -77,6 +80,12 @@ from cangtwin.scenarios.spec import (
     UnauthorizedOutbound,
     UplinkOutage,
     rules_file,
+)
+from cangtwin.scenarios.spec import (
+    ClimateFault,
+    LotsMoved,
+    OwnershipTransfer,
+    PriceSlide,
 )
 from cangtwin.scenarios.spec import (
     EdgeDbEdit,
@@ -204,6 +213,8 @@ class Run:
             return self.rigs[0]
         if getattr(inj, "warehouse", None):
             return self._rig_by_id[inj.warehouse]
+        if isinstance(inj, ClimateFault):
+            return next(rig for rig in self.rigs if inj.zone in rig.warehouse.spec.zones)
         for name in ("lots", "lot", "leaves", "device", "camera", "weighbridge", "lidar"):
             value = getattr(inj, name, None)
             value = value[0] if isinstance(value, (list, tuple)) else value
@@ -290,12 +301,15 @@ class Run:
         start = self.env.now
         schedule = lambda t, action: self._at(t - self.env.now, action)  # noqa: E731
         platform_side = (PriceCrash, PriceFeedSilent, DuplicatePledge, UplinkOutage, EdgeCrash, LedgerEdit, EdgeDbEdit,
-                         LinkSpikes, PledgeRing)
+                         LinkSpikes, PledgeRing, OwnershipTransfer, PriceSlide)
         for inj in self.scenario.spec.injections:
             if self.replay and not isinstance(inj, platform_side):
                 continue  # acts on the twin or a device: its effects are in the recorded frames
             if isinstance(inj, (PriceCrash, PriceFeedSilent, DuplicatePledge, PledgeRing, LedgerEdit)):
                 self._inject_platform(inj, start + inj.at, schedule)
+                continue
+            if isinstance(inj, (OwnershipTransfer, PriceSlide)):
+                self._inject_market_or_registry(inj, start + inj.at, schedule)
                 continue
             rig = self._rig_of(inj)
             if isinstance(inj, UnauthorizedOutbound) and inj.via == "blind-spot":
@@ -363,9 +377,47 @@ class Run:
             inject_ledger_edit(inj.id, when, self.workdir / "ledger.log", inj.entry, inj.rehash, schedule,
                                self._record_label)
 
+    def _inject_market_or_registry(self, inj, when: float, schedule) -> None:
+        """An ownership transfer filed in the registry; a price slide on the market."""
+        book = self.cloud.book
+        if isinstance(inj, OwnershipTransfer):
+            goods = [LotGoods(lot, book.lots[lot].tag, book.lots[lot].commodity, book.lots[lot].mass_kg)
+                     for lot in inj.lots]
+
+            def held_under() -> dict[str, tuple[str, str]]:
+                receipts = {lot: r.id for r in book.receipts.values() for lot in r.lots if book.pledges.get(lot) == r.loan}
+                return {lot: (receipts[lot], book.pledges[lot]) for lot in inj.lots if lot in book.pledges}
+
+            inject_ownership_transfer(inj.id, self.registry, when, goods, held_under, inj.from_owner, inj.to_owner,
+                                      self._record_label, schedule)
+        else:
+            exposures = []
+            for loan in sorted(book.loans.values(), key=lambda loan: loan.id):
+                tonnes: dict[str, float] = {}
+                for lot, pledged_to in sorted(book.pledges.items()):
+                    if pledged_to == loan.id:
+                        c = book.lots[lot].commodity
+                        tonnes[c] = tonnes.get(c, 0.0) + book.lots[lot].mass_kg / 1000.0
+                exposures.append(LoanExposure(loan.id, loan.amount_cny, tonnes))
+            # The loans' LTV lines, as the bank's rule file states them (its `ltv-band` entry).
+            entries = self.scenario.ruleset.entries
+            lines = next((e.params for e in entries if e.id == "ltv-band"),
+                         next((e.params for e in entries if e.kind == "ltv-band"), None))
+            inject_price_slide(inj.id, self.market, inj.commodity, when, inj.drop, inj.over, exposures,
+                               lines.warning_ltv if lines else 0.75, lines.margin_call_ltv if lines else 0.80,
+                               self._record_label)
+
     def _inject_catalog(self, inj, when: float, rig: Rig, schedule) -> None:
-        """Weighbridge, tag, LiDAR, outbox, link and keeper injectors (one branch each)."""
-        if isinstance(inj, PartialWheel):
+        """Weighbridge, tag, LiDAR, outbox, link, keeper, climate and lot-move injectors (one branch each)."""
+        if isinstance(inj, ClimateFault):
+            inject_climate_fault(self.env, rig.warehouse, inj.id, when, inj.zone, inj.cause, inj.magnitude,
+                                 inj.duration, inj.tau_s, self._record_label)
+        elif isinstance(inj, LotsMoved):
+            book = self.cloud.book
+            schedule(when, lambda inj=inj, rig=rig: inject_lots_moved(
+                self.env, rig.warehouse, inj.id, when, list(inj.lots), inj.to_bay,
+                None if inj.to is None else tuple(inj.to), sorted(book.pledges), self._record_label))
+        elif isinstance(inj, PartialWheel):
             inject_partial_wheel(rig.warehouse, inj.id, when, inj.weighbridge, list(inj.lots), inj.overhang_m,
                                  self._record_label)
         elif isinstance(inj, PersonOnScale):

@@ -226,15 +226,26 @@ class CsvReplay:
 
 @dataclass(frozen=True)
 class PriceShock:
-    """From `at` on, `commodity` trades at (1 + size) times its path: −0.3 is a 30 % crash."""
+    """From `at` on, `commodity` trades at (1 + size) times its path: −0.3 is a 30 % crash. With
+    `over_s` > 0 the move is a slide, reached evenly in log price over `over_s` from `at`."""
 
     commodity: str
     at: float
     size: float
+    over_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.size > -1:
             raise ValueError(f"a shock cannot take the price to zero or below: size {self.size}")
+        if not self.over_s >= 0:
+            raise ValueError(f"a slide cannot take negative time: over_s {self.over_s}")
+
+    def factor(self, t: float) -> float:
+        if t < self.at:
+            return 1.0
+        if self.over_s == 0 or t >= self.at + self.over_s:
+            return 1.0 + self.size
+        return (1.0 + self.size) ** ((t - self.at) / self.over_s)
 
 
 @dataclass(frozen=True)
@@ -264,6 +275,8 @@ class PriceFeed:
         self.silences: list[Silence] = []
         self.delivered = 0
         self.suppressed = 0
+        # Who watches the market itself (ground truth), silenced or not: called with every tick.
+        self.observers: list[Callable[[PriceTick], None]] = []
 
     def _refill(self, i: int) -> None:
         tick = self._models[i].next_tick()
@@ -272,6 +285,11 @@ class PriceFeed:
 
     def crash(self, commodity: str, at: float, size: float) -> PriceShock:
         shock = PriceShock(commodity, at, size)
+        self.shocks.append(shock)
+        return shock
+
+    def slide(self, commodity: str, at: float, size: float, over_s: float) -> PriceShock:
+        shock = PriceShock(commodity, at, size, over_s)
         self.shocks.append(shock)
         return shock
 
@@ -286,14 +304,16 @@ class PriceFeed:
         return tick
 
     def _shape(self, tick: PriceTick) -> PriceTick | None:
+        factor = math.prod(s.factor(tick.at) for s in self.shocks if s.commodity == tick.commodity and s.at <= tick.at)
+        if factor != 1.0:
+            tick = PriceTick(tick.commodity, tick.price_cny_per_t * factor, tick.at, tick.source, tick.seq)
+        for observe in self.observers:
+            observe(tick)
         if any(s.covers(tick) for s in self.silences):
             self.suppressed += 1
             return None
         self.delivered += 1
-        factor = math.prod(1.0 + s.size for s in self.shocks if s.commodity == tick.commodity and s.at <= tick.at)
-        if factor == 1.0:
-            return tick
-        return PriceTick(tick.commodity, tick.price_cny_per_t * factor, tick.at, tick.source, tick.seq)
+        return tick
 
     def ticks(self, until: float) -> Iterator[PriceTick]:
         """The ticks with source time up to `until`, in time order (ties by model order)."""

@@ -14,13 +14,13 @@ equals).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import mesa
 import simpy
 
+from cangtwin.twin.climate import ZoneClimate
 from cangtwin.twin.rng import RandomStreams
 from cangtwin.twin.site import Bay, Dock, Gate, Site, Weighbridge
 from cangtwin.twin.world import PhysicalWorld, Shape, shape_for, slot_positions
@@ -42,7 +42,7 @@ class LotTruth:
     shape: Shape
     body: int
     bay: str | None
-    location: str  # "bay:B01", "truck:T0001", "gone"
+    location: str  # "bay:B01", "truck:T0001", "floor:70.0,8.0", "gone"
 
 
 @dataclass
@@ -122,6 +122,7 @@ class Warehouse:
         self.on_plate: dict[str, str | None] = {w.id: None for w in self.spec.weighbridges}  # scale → truck
         self.docks = {d.id: simpy.Resource(env, capacity=1) for d in self.spec.docks}
         self._trucks = 0
+        self.climate = ZoneClimate(self.spec.zones)
         self._stock_initial_lots()
 
     # --- stock ---------------------------------------------------------------------------------
@@ -338,6 +339,36 @@ class Warehouse:
     def _all(self, processes) -> Iterator[simpy.Event]:
         yield self.env.all_of([self.env.process(p) for p in processes])
 
+    def move_lot(self, forklift: Forklift, lot_id: str, to_bay: str | None = None,
+                 to_xy: tuple[float, float] | None = None) -> Iterator[simpy.Event]:
+        """`forklift` (already taken from the pool) carries a stored lot to a free slot of `to_bay`,
+        or sets it on the floor at `to_xy` (e.g. in the yard). Moves inside the premises, which no
+        gate sees: only the forklift's positioning tag, the cameras and the bays' scans can."""
+        lot = self.lots[lot_id]
+        if not lot.location.startswith(("bay:", "floor:")):
+            raise ValueError(f"lot {lot_id} is not stored ({lot.location})")
+        yield from self._drive_forklift(forklift, self.world.position(lot.body)[:2])
+        yield self.env.timeout(forklift.spec.handling_s)
+        forklift.carrying = lot_id
+        if lot.location.startswith("bay:"):
+            self.bay_slots[lot.bay][self.bay_slots[lot.bay].index(lot_id)] = None
+            self.model.stored -= 1
+        drop = self._slot_position(to_bay, self._free_slot(to_bay)) if to_bay else (to_xy[0], to_xy[1], 0.0)
+        yield from self._drive_forklift(forklift, drop[:2])
+        yield self.env.timeout(forklift.spec.handling_s)
+        if to_bay:
+            slot = self._free_slot(to_bay)
+            self.world.place(lot.body, self._slot_position(to_bay, slot))
+            self.bay_slots[to_bay][slot] = lot_id
+            lot.bay, lot.location = to_bay, f"bay:{to_bay}"
+            self.model.stored += 1
+        else:
+            self.world.place(lot.body, drop)
+            lot.bay, lot.location = None, f"floor:{drop[0]:.1f},{drop[1]:.1f}"
+        forklift.carrying = None
+        forklift.moves += 1
+        self.log("twin.lot-moved", {"lot": lot_id, "to": lot.location, "forklift": forklift.name})
+
     def swap_mass(self, lot_id: str, mass_kg: float) -> None:
         """The goods of a lot are replaced by others of the same shape and a different mass."""
         lot = self.lots[lot_id]
@@ -351,7 +382,7 @@ class Warehouse:
             self.model.datacollector.collect(self.model)
             yield self.env.timeout(every_s)
 
-    def ambient(self, t: float) -> tuple[float, float]:
-        """True indoor temperature (°C) and relative humidity (%): a diurnal cycle."""
-        phase = 2 * math.pi * ((t % 86400) / 86400 - 0.625)  # warmest mid-afternoon
-        return 18.0 + 6.0 * math.cos(phase), 60.0 - 12.0 * math.cos(phase)
+    def ambient(self, t: float, at: tuple[float, float] | None = None) -> tuple[float, float]:
+        """True temperature (°C) and relative humidity (%) of the air at floor point `at`: the
+        diurnal cycle, plus whatever is wrong with the air of the zone there (twin/climate.py)."""
+        return self.climate.at(t, None if at is None else self.climate.zone_at(at[0], at[1]))
