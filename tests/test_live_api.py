@@ -7,6 +7,7 @@ bank gets 404 for the same alert and sees an empty list.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import threading
@@ -23,10 +24,13 @@ from cangtwin.platform.ledger.package import verify_package
 from cangtwin.platform.ledger.tree_head import PARTIES, public_key_bytes
 from cangtwin.platform.live.cli import serve
 from cangtwin.platform.live.config import load_deployment
+from cangtwin.platform.live.webhook import SIGNATURE_HEADER, verify
+from cangtwin.scenarios.live.adapter import AlertCollector, load_adapter
 from cangtwin.scenarios.live.devices import DeviceClient
 
 from test_live_serve import deployment, launch_serve, wait_for, write
 from test_live_transport import theft
+from test_live_webhook import Receiver
 
 TOKENS = {"bank-a": "ctw_token-of-bank-a", "bank-b": "ctw_token-of-bank-b"}
 PARTY_SEEDS = {name: f"{n:02x}" * 32 for n, name in enumerate(PARTIES, 1)}
@@ -42,8 +46,9 @@ def api_deployment(tmp_path: Path, port: int) -> dict:
                       ledger={"path": "state/ledger.log", "parties": PARTY_SEEDS})
 
 
-def start_with_api(config: Path):
-    """Launch `serve --api-port 0` and return (process, base URL) once it says it is serving."""
+def start_with_api(config: Path, keep_log: bool = False):
+    """Launch `serve --api-port 0` and return (process, base URL) once it says it is serving; with
+    `keep_log`, also the list its later stderr lines are collected into."""
     process = launch_serve(config, "--api-port", "0")
     lines = []
     while not (line := process.stderr.readline()).startswith("serving:"):
@@ -51,10 +56,11 @@ def start_with_api(config: Path):
             process.kill()
             raise AssertionError(f"serve did not start: {''.join(lines)}{line}{process.stderr.read()}")
         lines.append(line)
-    threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()  # keep the pipe drained
+    log: list[str] = []
+    threading.Thread(target=lambda: [log.append(line) for line in process.stderr], daemon=True).start()  # drained
     url = re.search(r"api=(http://\S+)", line)
     assert url, line
-    return process, url.group(1)
+    return (process, url.group(1), log) if keep_log else (process, url.group(1))
 
 
 def get(base: str, path: str, bank: str) -> httpx.Response:
@@ -124,3 +130,81 @@ def test_positioning_tags_need_a_site_plan(tmp_path):
     result = CliRunner().invoke(serve, [str(write(tmp_path, data))])
     assert result.exit_code == 2 and re.search(r"serve\.yaml:\d+: sites\[0\]\.geometry: the site plan does not load: "
                                                r".*plan\.yaml", result.output), result.output
+
+
+OPS_TOKEN = "ctw_token-of-the-operator"
+HOOK_SECRETS = {"bank-a": "webhook-secret-of-bank-a", "bank-b": "webhook-secret-of-bank-b"}
+
+
+def test_live_writes_reach_the_edge_and_alerts_reach_each_banks_webhook(mosquitto, tmp_path):
+    """Through `serve` alone: the operator puts a new rule file in force and bank A pledges a free coil;
+    the edge applies both (its next alert is on that coil, under the new rules). The alert is pushed,
+    signed, to bank A's webhook only, and to the harness's adapter listening as a webhook."""
+    receivers = {bank: Receiver() for bank in HOOK_SECRETS}
+    adapter_file = tmp_path / "adapter.yaml"
+    adapter_file.write_text(yaml.safe_dump({
+        "broker": {"host": mosquitto.host, "port": mosquitto.port}, "site": "small",
+        "alerts": {"webhook": {"port": 0, "path": "/alerts", "token": "harness-hook-token", "items": "alert"}}}),
+        encoding="utf-8")
+    collector = AlertCollector(load_adapter(adapter_file))
+    collector.start()
+    data = api_deployment(tmp_path, mosquitto.port)
+    data["book"]["lots"].append({"id": "B01-04", "tag": "EPC-B01-04", "site": "small", "commodity": "steel-coil",
+                                 "mass_kg": 20000.0, "bay": "B01"})
+    data["webhooks"] = [{"url": receivers[bank].url, "secret": secret, "banks": [bank], "backoff_s": 0.1}
+                        for bank, secret in HOOK_SECRETS.items()]
+    data["webhooks"].append({"url": collector.webhook_url, "secret": "harness-secret-0123", "token": "harness-hook-token"})
+    access = yaml.safe_load((tmp_path / "access.yaml").read_text(encoding="utf-8"))
+    access["tokens"].append({"name": "ops", "role": "operator", "sha256": hash_token(OPS_TOKEN)})
+    (tmp_path / "access.yaml").write_text(yaml.safe_dump(access), encoding="utf-8")
+    process, base, log = start_with_api(write(tmp_path, data), keep_log=True)
+    devices = {d: DeviceClient(mosquitto.host, mosquitto.port, "small", d) for d in ("rfid-g1", "loop-g1")}
+    ops = {"Authorization": f"Bearer {OPS_TOKEN}"}
+    bank_a = {"Authorization": f"Bearer {TOKENS['bank-a']}"}
+    try:
+        rules = (Path(__file__).resolve().parents[1] / "platform" / "rules" / "default.yaml").read_text(encoding="utf-8")
+        new_rules = rules.replace("version: 1", "version: 2")
+        bad = rules.replace("max_clock_skew_s: 5.0", "max_clock_skew_s: soon")
+        refused = httpx.post(base + "/v1/rulesets", headers=ops, json={"text": bad}, timeout=10)
+        assert refused.status_code == 422 and refused.json()["error"]["file"]["line"] is not None, refused.text
+        taken = httpx.post(base + "/v1/rulesets", headers=ops, json={"text": new_rules, "note": "v2"}, timeout=10)
+        assert taken.status_code == 201, taken.text
+        label = taken.json()["label"]
+        pledged = httpx.post(base + "/v1/loans/LN-1/pledges", headers=bank_a,
+                             json={"receipt": "WR-2", "lots": ["B01-04"]}, timeout=10)
+        assert pledged.status_code == 201, pledged.text
+        assert httpx.post(base + "/v1/loans/LN-1/releases", headers={"Authorization": f"Bearer {TOKENS['bank-b']}"},
+                          json={"lots": ["B01-01"]}, timeout=10).status_code == 404
+        version = httpx.get(base + "/v1/banks/bank-a/collateral", headers=bank_a, timeout=10).json()["book_version"]
+        wait_for(lambda: f"edge small holds book version {version}" in "".join(log), WAIT_S, "the edge to hold the book")
+
+        for device, frame in theft(4, 1, time.time()):
+            devices[device].send(frame)
+        [alert] = wait_for(lambda: get(base, "/v1/alerts?rule=outbound-unauthorized", "bank-a").json()["items"],
+                           WAIT_S, "the alert on the newly pledged coil")
+        assert alert["targets"] == ["lot:B01-04"] and alert["ruleset"] == label  # the edge's book and rules
+        wait_for(lambda: receivers["bank-a"].calls, WAIT_S, "bank A's webhook")
+        _, headers, body = receivers["bank-a"].calls[0]
+        assert verify(HOOK_SECRETS["bank-a"].encode(), headers[SIGNATURE_HEADER], body)
+        assert json.loads(body)["alert"]["id"] == alert["id"] and json.loads(body)["event"] == "alert.raised"
+        [seen] = wait_for(lambda: collector.alerts(), WAIT_S, "the adapter's webhook")
+        assert (seen.alert.id, seen.alert.rule, seen.alert.targets) == (alert["id"], alert["rule"], ("lot:B01-04",))
+        assert not collector.malformed
+
+        history = wait_for(lambda: [i for i in httpx.get(base + "/v1/rulesets/history", headers=bank_a,
+                                                         timeout=10).json()["items"] if i["version"] == 2],
+                           WAIT_S, "the rule set's ledger entry")
+        assert history[0]["sha256"] == taken.json()["sha256"]
+        audit = httpx.get(base + "/v1/audit", headers=ops, timeout=10).json()["items"]
+        assert [(row["action"], row["status"]) for row in audit] == [
+            ("ruleset.activate", 422), ("ruleset.activate", 201), ("book.pledge", 200),
+            ("book.release", 404)]
+        assert receivers["bank-b"].calls == []  # nothing of bank A's reached bank B
+    finally:
+        collector.stop()
+        for device in devices.values():
+            device.close()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+        for receiver in receivers.values():
+            receiver.close()

@@ -37,6 +37,7 @@ from cangtwin.platform.live.config import Deployment, DilatedClock, load_deploym
 from cangtwin.platform.live.edge_node import LIVE_TIMING, EdgeNode
 from cangtwin.platform.live.mqtt import MqttRefused
 from cangtwin.platform.live.store import CloudStore, StoreError
+from cangtwin.platform.live.webhook import WebhookSink
 from cangtwin.platform.edge.outbox import OutboxError
 
 
@@ -82,6 +83,7 @@ async def _serve(deployment: Deployment, sites: list[str], run_cloud: bool, work
     evidence: EvidenceRecorder | None = None
     server: _EmbeddedServer | None = None
     served: asyncio.Task | None = None
+    hooks: WebhookSink | None = None
     try:
         if run_cloud:
             options = {}
@@ -94,6 +96,10 @@ async def _serve(deployment: Deployment, sites: list[str], run_cloud: bool, work
                               clock=clock, **options)
             nodes.append(cloud)
             await cloud.start()
+            if deployment.webhooks:
+                hooks = WebhookSink(cloud.cloud, list(deployment.webhooks))
+                await hooks.start()
+                cloud.on_alerts = hooks.publish
         for name in sites:
             site = deployment.sites[name]
             edge = EdgeNode(name, site.mqtt, site.devices, deployment.models, deployment.ruleset,
@@ -112,8 +118,9 @@ async def _serve(deployment: Deployment, sites: list[str], run_cloud: bool, work
                 raise ApiStartError("bank API: the server stopped during start-up")
             host, port = sock.getsockname()[:2]
             api_note = f" api=http://{host}:{port}"
+        hook_note = f" webhooks={len(deployment.webhooks)}" if hooks is not None else ""
         click.echo(f"serving: cloud={'worker ' + worker if cloud else 'no'} edges={','.join(sites) or 'none'}"
-                   f"{api_note}", err=True)
+                   f"{api_note}{hook_note}", err=True)
         waits = [asyncio.ensure_future(stop.wait())]
         if cloud is not None:
             waits.append(cloud.failed)
@@ -132,6 +139,8 @@ async def _serve(deployment: Deployment, sites: list[str], run_cloud: bool, work
                 await asyncio.wait_for(served, 5.0)
         for node in reversed(nodes):
             node.close()
+        if hooks is not None:
+            await hooks.close()
         if evidence is not None:
             evidence.close()
 
@@ -144,7 +153,7 @@ def _api_server(deployment: Deployment, cloud: CloudNode, evidence: EvidenceReco
         audit = AuditLog.open(api.audit_url)
     except SQLAlchemyError as exc:
         raise ApiStartError(f"bank API: audit log {api.audit_url}: {str(exc).splitlines()[0]}") from None
-    app = create_app(cloud.cloud, access, audit, evidence=evidence)
+    app = create_app(cloud.cloud, access, audit, evidence=evidence, on_write=cloud.commit_changes)
     sock = _listen(api.host, port)
     config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
     return _EmbeddedServer(config), sock

@@ -77,6 +77,7 @@ class CloudNode:
         if scale_out:
             self.link.subscribe(topics.WORKERS)
         self.cloud: CloudService | None = None
+        self.on_alerts: Callable[[list[tuple[str, AlertCase]]], None] | None = None  # e.g. a WebhookSink
 
     # --- life cycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -224,23 +225,40 @@ class CloudNode:
         """
         if self.failed.done():
             return
-        cloud = self.cloud
-        changed = [case for case in cloud.desk.cases.values()
-                   if case.alert.site in self.owned and case.alert.id in self._stored_cases
-                   and self._stored_cases[case.alert.id] != self._case_state(case)]
-        self._changed_cases.extend(changed)
-        book_sites = {site for site in (*self.owned, LOANS_SLICE)
-                      if book_slice(cloud.book, site) != self._stored_book.get(site)}
-        if self._changed_cases or self._new_cases or book_sites:
+        book_sites = self._pending_book_sites()
+        if self._pending_cases() or book_sites:
             if self._persist({}, book_sites) and book_sites:
-                cloud.book_changed()
+                self.cloud.book_changed()
         asyncio.get_running_loop().call_later(RECONCILE_S, self._reconcile)
+
+    def _pending_cases(self) -> bool:
+        """Queue the alert cases whose lifecycle moved since they were stored; whether any wait."""
+        self._changed_cases.extend(
+            case for case in self.cloud.desk.cases.values()
+            if case.alert.site in self.owned and case.alert.id in self._stored_cases
+            and self._stored_cases[case.alert.id] != self._case_state(case) and case not in self._changed_cases)
+        return bool(self._changed_cases or self._new_cases)
+
+    def _pending_book_sites(self) -> set[str]:
+        return {site for site in (*self.owned, LOANS_SLICE)
+                if book_slice(self.cloud.book, site) != self._stored_book.get(site)}
+
+    def commit_changes(self) -> bool:
+        """Store at once what a bank API just changed (book, alert lifecycle); False if the store
+        failed (the node then stops, as `failed` says). The API answers only after this."""
+        if self.failed.done():
+            return False
+        book_sites = self._pending_book_sites()
+        if not self._pending_cases() and not book_sites:
+            return True
+        return self._persist({}, book_sites)
 
     def _persist(self, ranges: dict, book_sites: set[str]) -> bool:
         new, changed = self._new_cases, self._changed_cases
         self._new_cases, self._changed_cases = [], []
         try:
             self.store.commit(ranges, new, changed, self.cloud.book, book_sites)
+            events = self._alert_events(new, changed)
             for case in (*new, *changed):
                 self._stored_cases[case.alert.id] = self._case_state(case)
             for site in book_sites:
@@ -252,7 +270,25 @@ class CloudNode:
                 self.failed.set_exception(error)
             self._outgoing.clear()
             return False
+        if events and self.on_alerts is not None:
+            self.on_alerts(events)
         return True
+
+    def _alert_events(self, new: list[AlertCase], changed: list[AlertCase]) -> list[tuple[str, AlertCase]]:
+        """What just became bank-visible: `alert.raised`, a lifecycle step (`alert.acknowledged`,
+        `alert.resolved`, `alert.escalated`) or `alert.repeated`, judged against the stored state."""
+        events = [("alert.raised", case) for case in new]
+        seen: set[str] = set()
+        for case in changed:
+            if case.alert.id in seen:
+                continue
+            seen.add(case.alert.id)
+            status, repeats, _ = self._stored_cases.get(case.alert.id, ("raised", 0, 0))
+            if case.status != status:
+                events.append((f"alert.{case.status}", case))
+            elif case.repeats != repeats:
+                events.append(("alert.repeated", case))
+        return events
 
     def _downlink(self, site: str, data: bytes) -> None:
         if site not in self.owned:

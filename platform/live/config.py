@@ -24,6 +24,7 @@ from cangtwin.platform.edge.outbox import OutboxConfig
 from cangtwin.platform.live import topics
 from cangtwin.platform.ledger.tree_head import PARTIES
 from cangtwin.platform.live.mqtt import MqttSettings
+from cangtwin.platform.live.webhook import Hook
 from cangtwin.platform.rules.ruleset import RuleSet, load_ruleset
 from cangtwin.platform.site_geometry import SiteGeometry
 from cangtwin.platform.thing_model import ThingModel, ThingModelError
@@ -153,6 +154,20 @@ class LedgerFile(StrictModel):
         return parties
 
 
+class WebhookFile(StrictModel):
+    """A receiver of alert events (platform/live/webhook.py); `banks` omitted: every alert."""
+
+    url: str = pydantic.Field(pattern=r"^https?://[^\s/]+", description="where to POST each alert event")
+    secret: str = pydantic.Field(min_length=16, description="HMAC-SHA256 key of X-Cangtwin-Signature")
+    banks: list[str] | None = pydantic.Field(default=None, min_length=1)
+    token: str | None = pydantic.Field(default=None, min_length=1, description="also sent as a bearer token")
+    queue: int = pydantic.Field(default=1000, ge=1, le=1_000_000)
+    retries: int = pydantic.Field(default=5, ge=0, le=100)
+    backoff_s: float = pydantic.Field(default=0.5, gt=0, le=3600)
+    max_backoff_s: float = pydantic.Field(default=30.0, gt=0, le=86400)
+    timeout_s: float = pydantic.Field(default=5.0, gt=0, le=600)
+
+
 class ServeFile(StrictModel):
     broker: BrokerFile = BrokerFile()
     thing_descriptions: str
@@ -161,6 +176,7 @@ class ServeFile(StrictModel):
     cloud: CloudFile = CloudFile()
     api: ApiFile | None = None
     ledger: LedgerFile | None = None
+    webhooks: list[WebhookFile] = []
     book: BookFile = BookFile()
     sites: list[SiteFile] = pydantic.Field(min_length=1)
 
@@ -222,6 +238,7 @@ class Deployment:
     clock: ClockFile = ClockFile()
     api: ApiDeployment | None = None
     ledger: LedgerDeployment | None = None
+    webhooks: tuple[Hook, ...] = ()
 
 
 def _thing_models(directory: Path, locator: Locator) -> dict[str, ThingModel]:
@@ -321,6 +338,10 @@ def parse_deployment(text: str, source: str, base: Path) -> Deployment:
             if local else uplink,
             devices, passwords, base / site.outbox.path, outbox, geometry,
         )
+    urls = [hook.url for hook in spec.webhooks]
+    for i, url in enumerate(urls):
+        if url in urls[:i]:
+            raise locator.error(("webhooks", i, "url"), f"{url} is listed twice")
     if spec.ledger and spec.cloud.scale_out:  # several workers must not append to one ledger file
         raise locator.error(("ledger",), "one evidence ledger per cloud: not with cloud.scale_out")
     login = spec.cloud.login
@@ -335,6 +356,8 @@ def parse_deployment(text: str, source: str, base: Path) -> Deployment:
         LedgerDeployment(base / spec.ledger.path, {name: Ed25519PrivateKey.from_private_bytes(bytes.fromhex(seed))
                                                     for name, seed in spec.ledger.parties.items()})
         if spec.ledger else None,
+        tuple(Hook(h.url, h.secret.encode("utf-8"), frozenset(h.banks) if h.banks else None, h.token, h.queue,
+                   h.retries, h.backoff_s, max(h.backoff_s, h.max_backoff_s), h.timeout_s) for h in spec.webhooks),
     )
 
 
