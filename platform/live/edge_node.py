@@ -174,7 +174,7 @@ class EdgeNode:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.link = MqttEndpoint(f"edge-{site}", mqtt_settings, self._on_message, manual_ack=True)
         self.device_link = MqttEndpoint(f"edge-{site}-devices", device_mqtt or mqtt_settings, self._on_frame,
-                                        manual_ack=True)
+                                        manual_ack=True, mqtt5=False)
         self.link.subscribe(topics.ack(site))
         self.link.subscribe(topics.command(site))
         self.device_link.subscribe(topics.devices(site))

@@ -1,9 +1,9 @@
 """A paho-mqtt client whose callbacks run on an asyncio loop.
 
 paho runs its network loop in a thread of its own; every message is handed to the asyncio loop
-in arrival order, so platform code stays single-threaded as under SimPy. Sessions are MQTT 5
-persistent sessions (clean start off, an expiry interval), so QoS 1 messages queued for a client
-while it was away are delivered when it returns, and with `manual_ack` a message is
+in arrival order (one loop wake-up per burst), so platform code stays single-threaded as under
+SimPy. Sessions are persistent (MQTT 5: clean start off and an expiry interval; MQTT 3.1.1: clean
+session off), so QoS 1 messages queued for a client while it was away are delivered when it returns, and with `manual_ack` a message is
 acknowledged to the broker only when the platform says it is committed.
 """
 
@@ -45,7 +45,11 @@ class MqttEndpoint:
         on_message: Callable[[mqtt.MQTTMessage], None],
         manual_ack: bool = False,
         will: tuple[str, bytes, bool] | None = None,
+        mqtt5: bool = True,
     ) -> None:
+        """`mqtt5=False` speaks MQTT 3.1.1 with a persistent session (clean session off) that the
+        broker keeps without expiry: for the edge's high-rate device side, where paho's decoding of
+        each PUBLISH's MQTT 5 properties costs about as much as admitting the frame."""
         self.client_id = client_id
         self.settings = settings
         self.on_message = on_message
@@ -58,8 +62,13 @@ class MqttEndpoint:
         self._inbox: list[mqtt.MQTTMessage] = []  # arrived on paho's thread, not yet handed to the loop
         self._inbox_lock = threading.Lock()
         self._drain_scheduled = False
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
-                             manual_ack=manual_ack)
+        self.mqtt5 = mqtt5
+        if mqtt5:
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+                                 manual_ack=manual_ack)
+        else:
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
+                                 clean_session=False, manual_ack=manual_ack)
         if settings.username is not None:
             client.username_pw_set(settings.username, settings.password)
         if will is not None:
@@ -81,10 +90,13 @@ class MqttEndpoint:
         timeout_s = self.settings.connect_timeout_s
         self._loop = asyncio.get_running_loop()
         self._first = self._loop.create_future()
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = self.settings.session_expiry_s
-        self.client.connect_async(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s,
-                                  clean_start=False, properties=properties)
+        if self.mqtt5:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = self.settings.session_expiry_s
+            self.client.connect_async(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s,
+                                      clean_start=False, properties=properties)
+        else:
+            self.client.connect_async(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s)
         self.client.loop_start()
         try:
             await asyncio.wait_for(asyncio.shield(self._first), timeout_s)
