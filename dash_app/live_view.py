@@ -132,7 +132,8 @@ def loans_table(loans: list[dict], lang: str):
         present = sum(1 for lot in loan["lots"] if lot["present"])
         band = loan["band"] or "—"
         rows.append(html.Tr([html.Td(v, style=CELL) for v in (
-            loan["loan"], loan["bank"], loan["borrower"], f"{loan['amount_cny']:,.0f}", f"{loan['value_cny']:,.0f}",
+            loan["loan"], loan["bank"], loan["borrower"], f"{loan['amount_cny']:,.0f}",
+            f"{loan['value_cny']:,.0f}" + (f" ({tr('unpriced', lang)}: {', '.join(loan['unpriced'])})" if loan["unpriced"] else ""),
             "—" if loan["ltv"] is None else f"{loan['ltv']:.2f}")] + [
             html.Td(band, className="live-band", style={**CELL, "color": BAND_COLOURS.get(band, "#212121"),
                                                          "fontWeight": "bold"}),
@@ -143,6 +144,8 @@ def loans_table(loans: list[dict], lang: str):
 
 
 def receipts_table(receipts: list[dict], lang: str):
+    if not receipts:
+        return html.Div(tr("no_live_receipts", lang), id="no-live-receipts")
     head = html.Tr([html.Th(tr(k, lang), style=CELL) for k in ("receipt", "loan", "bank", "present", "absent")])
     rows = []
     for r in receipts:
@@ -209,25 +212,28 @@ def register(app: Dash, access: Access, config: LiveConfig | None, connections: 
         return client
 
     @app.callback(Output("live-conn", "data"), Output("live-tick", "disabled"), Output("live-error", "children"),
-                  Output("live-digest", "data", allow_duplicate=True),
+                  Output("live-digest", "data", allow_duplicate=True), Output("live-selected", "data", allow_duplicate=True),
+                  Output("live-alert-detail", "children", allow_duplicate=True),
+                  Output("live-verify-result", "children", allow_duplicate=True),
                   Input("live-connect", "n_clicks"), State("live-url", "value"), State("live-token", "value"),
                   State("live-conn", "data"), State("viewer-token", "data"), State("lang", "value"),
                   prevent_initial_call="initial_duplicate")
     def connect(n, url, token, held, viewer_token, lang):
+        cleared = (None, None, "", "")  # nothing of the previous connection stays on the page
         try:
             if not n:  # page load: resume this tab's connection, or the command line's
                 key = held if connections.get(held) else (CLI if connections.get(CLI) else None)
                 if key == CLI and not access.open_mode and access.viewer(viewer_token) != OPERATOR:
                     key = None
-                return key, key is None, "", None
+                return key, key is None, "", *cleared
             if not token and config is not None and (url or "").rstrip("/") == config.url.rstrip("/"):
                 client_for(CLI, viewer_token)
-                return CLI, False, "", None
+                return CLI, False, "", *cleared
             key = secrets.token_urlsafe(24)
             connections.add(key, LiveClient(url, token or "", config.keys if config else None))
-            return key, False, "", None
+            return key, False, "", *cleared
         except Exception as exc:  # noqa: BLE001 - the page gets a message, never a traceback
-            return None, True, _error(_failure(exc)), None
+            return None, True, _error(_failure(exc)), *cleared
 
     @app.callback(Output("live-status", "children"), Output("live-alerts", "children"),
                   Output("live-alert-count", "children"), Output("live-loans", "children"),
@@ -236,8 +242,8 @@ def register(app: Dash, access: Access, config: LiveConfig | None, connections: 
                   Input("live-tick", "n_intervals"), Input("live-conn", "data"), Input("lang", "value"),
                   State("live-digest", "data"), State("viewer-token", "data"), prevent_initial_call=True)
     def poll(_n, key, lang, digest, viewer_token):
-        if not key:
-            raise dash.exceptions.PreventUpdate
+        if not key:  # not connected (or the connection failed): nothing of an earlier one stays
+            return tr("live_not_connected", lang), "", "", "", "", None, no_update
         try:
             client = client_for(key, viewer_token)
             snap = client.poll()
