@@ -9,7 +9,11 @@ import msgspec
 
 
 class Label(msgspec.Struct, kw_only=True):
-    """`onset` is None until the act has physically happened (e.g. goods crossed the gate)."""
+    """`onset` is None until the act has physically happened (e.g. goods crossed the gate).
+
+    `started` is when the act began, if that is earlier than its onset (the stolen goods were
+    lifted from their bay before the truck reached the gate): what the act's early effects trip
+    from then on counts for the label, while latency is still measured from the onset."""
 
     id: str
     kind: str
@@ -17,6 +21,7 @@ class Label(msgspec.Struct, kw_only=True):
     targets: list[str]
     injected_at: float
     onset: float | None = None
+    started: float | None = None
     magnitude: float
     magnitude_unit: str
     primary_rules: list[str]

@@ -57,8 +57,12 @@ def inject_unauthorized_outbound(
             label.detail["gate_unwatched"] = True
         record(label)
 
+    def on_lifted(_lot: str, t: float) -> None:
+        if label.started is None:
+            label.started = t
+
     def start(_event: simpy.Event) -> None:
-        warehouse.outbound(list(lots), on_left=on_left)
+        warehouse.outbound(list(lots), on_left=on_left, on_lifted=on_lifted)
 
     env.timeout(at - env.now).callbacks.append(start)
     return label

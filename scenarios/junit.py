@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from cangtwin.scenarios.criteria import Status
+from cangtwin.scenarios.result import all_criteria
 from cangtwin.scenarios.suite import ERROR
 
 # Characters XML 1.0 cannot carry at all (ElementTree escapes markup but writes these as they are).
@@ -63,8 +64,9 @@ def junit_tree(suite: dict, out: Path) -> ET.ElementTree:
                 counts["tests"] += 1
                 counts["errors"] += 1
                 continue
-            share = rep_wall / len(rep["criteria"]) if rep["criteria"] else 0.0
-            for c in rep["criteria"]:
+            criteria = all_criteria(rep)
+            share = rep_wall / len(criteria) if criteria else 0.0
+            for c in criteria:
                 case = ET.SubElement(testsuite, "testcase", classname=f"cangtwin.{name}",
                                      name=f"{c['name']} [{where}]", time=f"{share:.3f}")
                 message = criterion_message(c)

@@ -2,7 +2,8 @@
 
 - An alert counts for a label when its rule is one of the label's primary or secondary rules,
   it names one of the label's targets, and its event time lies in the label's attribution
-  window [onset - CLOCK_SLACK_S, onset + window_s].
+  window [start - CLOCK_SLACK_S, onset + window_s], where start is the onset, or when the act
+  began if that was earlier (stolen goods lifted from their bay before they reach the gate).
 - The first primary-rule alert for a label is its detection; further primary alerts are repeats;
   secondary-rule alerts are expected consequences, not false alarms.
 - Faults are matched the same way (a device failure should be caught by device-offline), and the
@@ -61,7 +62,8 @@ def _explains(label: Label, alert: Alert) -> bool:
         return False
     if not set(alert.targets) & set(label.targets):
         return False
-    return label.onset - CLOCK_SLACK_S <= alert.event_time <= label.onset + label.window_s
+    start = label.onset if label.started is None else min(label.started, label.onset)
+    return start - CLOCK_SLACK_S <= alert.event_time <= label.onset + label.window_s
 
 
 def _detection(label: Label, seen: SeenAlert) -> Detection:

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from cangtwin.platform.config_file import InputError
 from cangtwin.scenarios.junit import criterion_values
-from cangtwin.scenarios.result import passed
+from cangtwin.scenarios.result import all_criteria, passed
 from cangtwin.scenarios.spec import load_scenario
 from cangtwin.scenarios.suite import is_scenario_file, run_replication
 
@@ -98,7 +98,7 @@ def criteria_table(result: dict) -> str:
                   title_justify="left")
     for col in ("criterion", "status", "expected / acceptable / actual"):
         table.add_column(col)
-    for c in result["criteria"]:
+    for c in all_criteria(result):
         table.add_row(c["name"], c["status"], criterion_values(c))
     buffer = io.StringIO()
     Console(file=buffer, width=140, color_system=None).print(table)

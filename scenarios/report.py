@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo
 from rich.console import Console
 from rich.table import Table
 
+from cangtwin.scenarios.result import all_criteria
+
 _STYLE = {"SUCCESS": "green", "ACCEPTABLE": "yellow", "FAILURE": "bold red"}
 
 
@@ -54,7 +56,7 @@ def print_summary(console: Console, result: dict, timezone: str) -> None:
     criteria = Table(title="Criteria", title_justify="left")
     for col in ("criterion", "expected", "acceptable", "actual", "status"):
         criteria.add_column(col)
-    for c in result["criteria"]:
+    for c in all_criteria(result):
         unit = f" {c['unit']}" if c["unit"] else ""
         actual = "never" if c["actual"] is None else f"{c['actual']}{unit}"
         criteria.add_row(c["name"], f"{c['expected']}{unit}", f"{c['acceptable']}{unit}", actual,

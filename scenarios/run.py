@@ -117,6 +117,7 @@ class RunOutcome:
     messages: dict[str, int]
     wall_s: float
     evidence: dict[str, Path] = field(default_factory=dict)  # alert id → its evidence package
+    workdir: Path | None = None  # the run folder: ledger, signed heads, parties' keys
 
 
 class Run:
@@ -510,7 +511,7 @@ class Run:
         labels = self.replay[1] if self.replay else list(self.labels)
         return RunOutcome(
             self.scenario, self.scenario.spec.seed, self.log, labels, alerts,
-            rejections, messages, wall, evidence,
+            rejections, messages, wall, evidence, self.workdir,
         )
 
     def _write_evidence(self) -> dict[str, Path]:

@@ -445,8 +445,33 @@ class ZeroLoss(StrictModel):
     kind: Literal["zero-loss"]
 
 
+class LedgerVerifies(StrictModel):
+    """The run's evidence ledger audits clean against its signed tree heads, and every alert's
+    evidence package verifies against the parties' keys: what a bank would check offline."""
+
+    kind: Literal["ledger-verifies"]
+
+
+class Throughput(StrictModel):
+    """Wall-clock floors: device messages per wall second and simulated seconds per wall second.
+
+    Wall-clock figures depend on the machine, so this criterion is kept under the result's
+    `wall` section, apart from the deterministic ones; it still counts towards the status."""
+
+    kind: Literal["throughput"]
+    min_messages_per_s: float | None = pydantic.Field(default=None, gt=0)
+    min_sim_speed_x: float | None = pydantic.Field(default=None, gt=0)
+
+    @pydantic.model_validator(mode="after")
+    def _some_floor(self) -> "Throughput":
+        if self.min_messages_per_s is None and self.min_sim_speed_x is None:
+            raise ValueError("name a floor: min_messages_per_s, min_sim_speed_x or both")
+        return self
+
+
 Expectation = Annotated[
-    Union[Detect, NoFalseAlarms, Rejections, NoAlerts, ZeroLoss], pydantic.Field(discriminator="kind")
+    Union[Detect, NoFalseAlarms, Rejections, NoAlerts, ZeroLoss, LedgerVerifies, Throughput],
+    pydantic.Field(discriminator="kind"),
 ]
 
 

@@ -32,7 +32,7 @@ from cangtwin.platform.records import Alert
 from cangtwin.scenarios.criteria import Status
 from cangtwin.scenarios.eventlog import EventLog
 from cangtwin.scenarios.matching import SeenAlert
-from cangtwin.scenarios.result import RESULT_FORMAT, build_result, code_version
+from cangtwin.scenarios.result import RESULT_FORMAT, all_criteria, build_result, code_version
 from cangtwin.scenarios.run import RunOutcome, run_scenario
 from cangtwin.scenarios.spec import Scenario, load_scenario
 
@@ -183,7 +183,7 @@ def aggregate(meta: dict, replications: list[dict], results: dict[int, dict]) ->
     criteria: dict[str, dict[str, int]] = {}
     for rep in replications:
         seen: dict[str, int] = {}
-        for c in rep["criteria"]:
+        for c in all_criteria(rep):
             seen[c["name"]] = seen.get(c["name"], 0) + 1  # two expectations may read alike
             name = c["name"] if seen[c["name"]] == 1 else f"{c['name']} #{seen[c['name']]}"
             counts = criteria.setdefault(name, {s.value: 0 for s in Status})
@@ -402,11 +402,12 @@ def _decode_log(path: Path) -> list[tuple[int, dict]]:
     return events
 
 
-def outcome_from_log(scenario: Scenario, seed: int, log_path: Path) -> tuple[RunOutcome, str]:
+def outcome_from_log(scenario: Scenario, seed: int, log_path: Path, wall_s: float = 0.0) -> tuple[RunOutcome, str]:
     """Rebuild what the harness saw of a run (labels, alerts, counters) from its event log.
 
     Mirrors `Run.execute`: every alert raised at the edge or held by the cloud, in id order,
-    with the cloud's receipt and bank-visible times when it got there.
+    with the cloud's receipt and bank-visible times when it got there. `wall_s` is the run's
+    kept wall time (it cannot be recomputed), for the throughput floors.
     """
     events = _decode_log(log_path)
     labels: list[Label] = []
@@ -438,7 +439,7 @@ def outcome_from_log(scenario: Scenario, seed: int, log_path: Path) -> tuple[Run
     log = EventLog(simpy.Environment(initial_time=scenario.end_epoch))
     log.lines = log_path.read_bytes().splitlines()
     outcome = RunOutcome(scenario, seed, log, labels, alerts, dict(counters["edge_rejections"]),
-                         dict(counters["messages"]), 0.0, evidence)
+                         dict(counters["messages"]), wall_s, evidence, log_path.parent)
     return outcome, hashlib.sha256(log_path.read_bytes()).hexdigest()
 
 
@@ -460,7 +461,8 @@ def recompute_suite(out: Path, progress: Progress | None = None) -> tuple[dict, 
                 reps.append(rep_raw)
             else:
                 scenario = _reload(s, rep.seed)
-                outcome, sha = outcome_from_log(scenario, rep.seed, out / rep.folder / "events.jsonl")
+                outcome, sha = outcome_from_log(scenario, rep.seed, out / rep.folder / "events.jsonl",
+                                                (rep.wall or {}).get("run_s") or 0.0)
                 recorded = (rep.provenance or {}).get("event_log_sha256")
                 if sha != recorded:
                     raise InputError(str(out / rep.folder / "events.jsonl"), None, None,

@@ -73,3 +73,20 @@ def test_the_first_alert_of_each_rule_is_kept_for_per_rule_criteria():
     assert result.detections["theft"].alert == "A2"
     assert result.by_rule[("theft", "inventory-mismatch")].alert == "A1"
     assert result.by_rule[("theft", "outbound-unauthorized")].alert == "A2"
+
+
+def test_an_effect_seen_after_the_act_began_but_before_its_onset_counts_for_the_label():
+    """Stolen goods leave their bay (started) a minute before the truck clears the gate (onset)."""
+    label = _label(started=40.0)
+    alerts = [
+        _seen("bay-empty", rule="inventory-mismatch", event=60.0, raised=61.0),
+        _seen("before-it-began", rule="inventory-mismatch", event=40.0 - CLOCK_SLACK_S - 0.01, raised=36.0),
+        _seen("gate"),
+    ]
+    result = match([label], alerts)
+    assert result.secondary == {"theft": ["bay-empty"]}
+    assert result.false_alarms == ["before-it-began"]
+    assert result.detections["theft"].alert == "gate"
+    assert abs(result.detections["theft"].edge_latency_s - 0.7) < 1e-9, "latency still runs from the onset"
+    # Without a start time the same bay alert comes too early to be the theft's.
+    assert "bay-empty" in match([_label()], alerts).false_alarms

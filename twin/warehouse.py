@@ -227,7 +227,8 @@ class Warehouse:
         return (x - length / 2 + 1.5 + 2.2 * index, y, deck + 0.05)
 
     # --- forklifts --------------------------------------------------------------------------------
-    def _carry(self, lot_id: str, dock: Dock, to_truck: Truck | None, to_bay: str | None) -> Iterator[simpy.Event]:
+    def _carry(self, lot_id: str, dock: Dock, to_truck: Truck | None, to_bay: str | None,
+               on_lifted: Callable[[str, float], None] | None = None) -> Iterator[simpy.Event]:
         forklift: Forklift = yield self.forklifts.get()
         lot = self.lots[lot_id]
         berth = tuple(dock.position)
@@ -239,6 +240,8 @@ class Warehouse:
         if lot.bay and lot.location.startswith("bay:"):
             self.bay_slots[lot.bay][self.bay_slots[lot.bay].index(lot_id)] = None
             self.model.stored -= 1
+            if on_lifted:
+                on_lifted(lot_id, self.env.now)
         yield from self._drive_forklift(forklift, drop)
         yield self.env.timeout(forklift.spec.handling_s)
         if to_truck:
@@ -266,21 +269,23 @@ class Warehouse:
         forklift.position = to
 
     # --- visits ----------------------------------------------------------------------------------
-    def outbound(self, lot_ids: list[str], on_left: Callable[[list[str], float], None] | None = None) -> simpy.Process:
-        """A truck takes these lots away. Whether that was authorized is not the twin's business."""
+    def outbound(self, lot_ids: list[str], on_left: Callable[[list[str], float], None] | None = None,
+                 on_lifted: Callable[[str, float], None] | None = None) -> simpy.Process:
+        """A truck takes these lots away. Whether that was authorized is not the twin's business.
+        `on_lifted` hears each lot leave its bay; `on_left`, the truck clear the gate with them."""
         for lot_id in lot_ids:
             if self.lots[lot_id].location.startswith("bay:") is False:
                 raise ValueError(f"lot {lot_id} is not in a bay ({self.lots[lot_id].location})")
-        return self.env.process(self._outbound(lot_ids, on_left))
+        return self.env.process(self._outbound(lot_ids, on_left, on_lifted))
 
-    def _outbound(self, lot_ids: list[str], on_left) -> Iterator[simpy.Event]:
+    def _outbound(self, lot_ids: list[str], on_left, on_lifted) -> Iterator[simpy.Event]:
         truck = self._new_truck()
         self.log("twin.truck-arrived", {"truck": truck.name, "purpose": "outbound", "lots": lot_ids})
         yield from self._pass_gate(truck, "in")
         yield from self._weigh(truck, lambda: self._to_dock(truck))
         with self.docks[truck.dock.id].request() as berth:
             yield berth
-            yield self.env.all_of([self.env.process(self._carry(lot, truck.dock, truck, None)) for lot in lot_ids])
+            yield self.env.all_of([self.env.process(self._carry(lot, truck.dock, truck, None, on_lifted)) for lot in lot_ids])
         yield from self._weigh(truck, lambda: (truck.gate.position[0], truck.gate.position[1]))
         yield from self._pass_gate(truck, "out")
         for lot_id in truck.cargo:
