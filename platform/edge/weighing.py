@@ -5,6 +5,9 @@ at the next stable reading back inside that band. While loaded, each run of stab
 that stays within one division of its first value is a plateau; a plateau's value is the
 reading it held longest (a value on a rounding boundary flickers between two divisions). The
 ticket's gross is the value of the longest plateau. Pure: no clock but the readings' own.
+
+While a weighing is in progress, `closed_plateaus` and `holding()` show its plateaus so far, so
+that a rule can judge a step without waiting for the vehicle to leave.
 """
 
 from __future__ import annotations
@@ -58,6 +61,12 @@ class _Run:
         # credited before the run that holds them closes.
         return Plateau(max(self.held, key=self.held.__getitem__), self.start, end)
 
+    def so_far(self, now: float, showing: float) -> Plateau:
+        """The plateau as held up to `now`, with the reading shown since the last credit."""
+        held = dict(self.held)
+        held[showing] = held.get(showing, 0.0)  # the first reading of a run has held for no time yet
+        return Plateau(max(held, key=held.__getitem__), self.start, now)
+
 
 class WeighingFuser:
     """One weighbridge's readings → tickets. Feed readings in device-clock order."""
@@ -81,6 +90,23 @@ class WeighingFuser:
     @property
     def loaded(self) -> bool:
         return self._started is not None
+
+    @property
+    def started_at(self) -> float | None:
+        """The clock of the reading that began the weighing in progress (None when empty)."""
+        return self._started
+
+    @property
+    def closed_plateaus(self) -> tuple[Plateau, ...]:
+        """The plateaus of the weighing in progress that have ended, oldest first."""
+        return tuple(self._plateaus)
+
+    def holding(self) -> Plateau | None:
+        """The plateau the latest reading belongs to, as held so far (None: in motion or empty)."""
+        if self._run is None or self._previous is None:
+            return None
+        clock, mass, _stable = self._previous
+        return self._run.so_far(clock, mass)
 
     def add(self, clock: float, mass_kg: float, stable: bool) -> WeighTicket | None:
         """Take one reading; returns the ticket when this reading ends a weighing."""

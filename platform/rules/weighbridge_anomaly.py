@@ -10,7 +10,11 @@ tickets by `WeighingFuser`. Three checks, in divisions e of the scale (device at
   (a remote-control offset, or a zero the indicator no longer tracks);
 - plateau step: two stable plateaus of the vehicle fully on the plate (both at least
   `on_fraction` of the highest plateau) differ by more than `max_plateau_step_e` (a person
-  stepping on or off). Axles rolling on give plateaus far below the full load and are ignored;
+  stepping on or off). Axles rolling on give plateaus far below the full load and are ignored.
+  Judged while the vehicle is still on the plate, as soon as the new plateau and a settled one
+  before it have each held `step_hold_s` and the plate camera has seen the same vehicle on the
+  plate since the earlier one began (so not a vehicle changing places); otherwise, for plateaus
+  too short for that, when the weighing ends. One alert per weighing;
 - no vehicle in view: the scale reads a stable load for `no_vehicle_min_s` while its plate camera
   (the `vehicle` event) sees no vehicle on the plate — a remote offset too large to pass for a
   zero drift, or ballast left on the plate.
@@ -46,6 +50,9 @@ class Params(StrictModel):
     zero_band_e: float = pydantic.Field(default=10.0, gt=0, le=1000)
     reorder_s: float = pydantic.Field(default=0.5, ge=0, le=10)
     no_vehicle_min_s: float = pydantic.Field(default=10.0, ge=0, le=3600)
+    # A step is judged during the weighing once both plateaus have held this long: with the
+    # indicator's 1 s motion window, 3 s of steady weight, which a truck rolling on does not show.
+    step_hold_s: float = pydantic.Field(default=2.0, ge=0, le=600)
 
 
 class Entry(RuleEntry):
@@ -85,7 +92,11 @@ class _Scale:
     released_clock: float = float("-inf")
     zero_drift: _Sustained = field(default_factory=_Sustained)
     no_vehicle: _Sustained = field(default_factory=_Sustained)
-    views: list[tuple[float, str]] = field(default_factory=list)  # (clock, plate in view), sorted
+    views: list[tuple[float, str]] = field(default_factory=list)  # (clock, plate in view), sorted, not yet reached
+    plate: str = ""  # the vehicle the plate camera shows at the latest fused reading ("" none)
+    plate_since: float = float("-inf")  # when that view began
+    view_clock: float = float("-inf")  # clock of the latest view taken
+    step_alerted: float | None = None  # start of the weighing whose plateau step has alerted
 
 
 class WeighbridgeAnomaly(Rule):
@@ -140,20 +151,69 @@ class WeighbridgeAnomaly(Rule):
         while scale.pending and scale.pending[0][0] <= upto:
             clock, _seq, received_at, mass, stable = heapq.heappop(scale.pending)
             scale.released_clock = clock
+            self._advance_view(scale, clock)
             ticket = scale.fuser.add(clock, mass, stable)
             if ticket is not None:
-                findings += self._judge_ticket(ticket, targets, received_at, scale.fuser.division_kg)
+                findings += self._judge_ticket(ticket, targets, received_at, scale.fuser.division_kg,
+                                               step_judged=scale.step_alerted == ticket.started_at)
+            else:
+                findings += self._judge_step(scale, targets, received_at)
             findings += self._judge_zero(scale, clock, mass, stable, targets, received_at)
             findings += self._judge_no_vehicle(scale, clock, mass, stable, targets, received_at)
         return findings
 
+    @staticmethod
+    def _advance_view(scale: _Scale, clock: float) -> None:
+        """Take the plate camera's views up to `clock` (readings are fused in clock order)."""
+        at = bisect.bisect_right(scale.views, (clock, "\uffff"))
+        for view_clock, plate in scale.views[:at]:
+            if view_clock < scale.view_clock:
+                continue  # arrived after a newer view had been taken: superseded
+            scale.view_clock = view_clock
+            if plate != scale.plate:
+                scale.plate, scale.plate_since = plate, view_clock
+        del scale.views[:at]
+
+    def _judge_step(self, scale: _Scale, targets: tuple[str, ...], received_at: float) -> list[Finding]:
+        """A plateau step while the weighing is in progress and the same vehicle stands on the plate."""
+        fuser, p = scale.fuser, self.params
+        now = fuser.holding()
+        if now is None or now.duration_s < p.step_hold_s or not scale.plate or scale.step_alerted == fuser.started_at:
+            return []
+        closed = fuser.closed_plateaus
+        before = next((q for q in reversed(closed) if q.duration_s >= p.step_hold_s), None)
+        if before is None or scale.plate_since > before.start:
+            return []  # nothing settled before it, or another vehicle (or none) was in view then
+        top = max(q.mass_kg for q in (*closed, now))
+        step = now.mass_kg - before.mass_kg
+        if min(before.mass_kg, now.mass_kg) < p.on_fraction * top or abs(step) <= p.max_plateau_step_e * fuser.division_kg:
+            return []
+        scale.step_alerted = fuser.started_at
+        device = fuser.device
+        return [
+            Finding(
+                targets=targets,
+                event_time=now.start,
+                observed_at=received_at,
+                summary=(
+                    f"weighbridge {device}: stable weight stepped by {step:+g} kg with vehicle "
+                    f"{scale.plate} on the plate"
+                ),
+                dedupe_key=f"{device}:step@{fuser.started_at:.3f}",
+                detail={
+                    "check": "plateau-step",
+                    "steps": [(before.mass_kg, now.mass_kg, now.start)],
+                    "started_at": fuser.started_at,
+                    "vehicle": scale.plate,
+                    "judged": "during the weighing",
+                },
+            )
+        ]
+
     def _judge_no_vehicle(
         self, scale: _Scale, clock: float, mass: float, stable: bool, targets: tuple[str, ...], received_at: float
     ) -> list[Finding]:
-        at = bisect.bisect_right(scale.views, (clock, "\uffff"))
-        plate = scale.views[at - 1][1] if at else ""
-        del scale.views[: max(0, at - 1)]  # readings arrive in clock order: older views are done with
-        holds = False if not scale.fuser.loaded or plate else (True if stable else None)
+        holds = False if not scale.fuser.loaded or scale.plate else (True if stable else None)
         since = scale.no_vehicle.update(clock, holds, self.params.no_vehicle_min_s)
         if since is None:
             return []
@@ -191,8 +251,9 @@ class WeighbridgeAnomaly(Rule):
         ]
 
     def _judge_ticket(
-        self, ticket: WeighTicket, targets: tuple[str, ...], received_at: float, e: float
+        self, ticket: WeighTicket, targets: tuple[str, ...], received_at: float, e: float, step_judged: bool
     ) -> list[Finding]:
+        """The checks of a finished weighing; its plateau step only if none alerted during it."""
         findings = []
         device = ticket.device
         ticket_detail = {
@@ -223,7 +284,7 @@ class WeighbridgeAnomaly(Rule):
             for i, (a, b) in enumerate(zip(ticket.plateaus, ticket.plateaus[1:]))
             if on[i] and on[i + 1] and abs(b.mass_kg - a.mass_kg) > self.params.max_plateau_step_e * e
         ]
-        if steps:
+        if steps and not step_judged:
             first = steps[0][1]
             findings.append(
                 Finding(
@@ -238,6 +299,7 @@ class WeighbridgeAnomaly(Rule):
                     detail={
                         "check": "plateau-step",
                         "steps": [(a.mass_kg, b.mass_kg, b.start) for a, b in steps],
+                        "judged": "when the weighing ended",
                         **ticket_detail,
                     },
                 )
