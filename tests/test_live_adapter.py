@@ -91,6 +91,7 @@ def test_serve_listens_on_every_td_form_so_its_adapter_needs_no_template(tmp_pat
         assert topic_matches_sub(topics.devices("small"), topic)
         assert topic_matches_sub(topics.device_events("small", "dev-1"), topic)
         assert not topic_matches_sub(topics.device_events("small", "dev-2"), topic)
+    assert topics.check_name("site", "workers")  # would collide with cangtwin/workers/<worker>
     capture = thing_descriptions()["camera"]["actions"]["capture_evidence"]["forms"][0]["href"]
     assert topics.device_command("small", "cam-1", "capture_evidence") == \
         capture.format(siteId="small", deviceId="cam-1")
