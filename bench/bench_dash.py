@@ -1,8 +1,9 @@
 """Dashboard benchmark: first paint of a day at `medium`, and the replay frame callback.
 
 Run: python bench/bench_dash.py [--day RUN_DIR] [--sensors RUN_DIR]
-Without --day it makes the 24 h `medium` run of tests/dash_fixtures/medium-day.yaml once
-(~5 minutes) and keeps it under ~/.cache/cangtwin/bench-dash/; likewise the short LiDAR run.
+Without --day it makes the 24 h `medium` run of tests/dash_fixtures/medium-day.yaml once (LiDAR
+and cameras at the site's pinned rates, ~11 minutes of one core) and keeps it under
+~/.cache/cangtwin/bench-dash/, keyed by the scenario file's hash; likewise the short LiDAR run.
 
 Prints `name: measured (baseline: X, target: Y)`:
 - event log index, cold: decoding the day's events.jsonl (~2M lines) once; later opens read the
@@ -21,6 +22,7 @@ Prints `name: measured (baseline: X, target: Y)`:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -49,7 +51,8 @@ FRAME_TARGET_MS = 100.0
 
 
 def recorded(scenario: str, extra: list[str]) -> Path:
-    out = CACHE / Path(scenario).stem
+    digest = hashlib.sha256((FIXTURES / scenario).read_bytes()).hexdigest()[:12]
+    out = CACHE / f"{Path(scenario).stem}-{digest}"  # an edited scenario is recorded afresh
     found = list(out.glob("*/result.json"))
     if found:
         return found[0].parent

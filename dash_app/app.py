@@ -104,6 +104,9 @@ def build_layout(initial: str, access: Access, live: LiveConfig | None = None) -
             dcc.Dropdown(id="speed", options=[{"label": f"{s}×", "value": s} for s in SPEEDS], value=60,
                          clearable=False, style={"width": "100px", "margin": "0 6px"}),
             html.Span(id="cursor-label", style={"fontFamily": "monospace", "marginLeft": "12px"}),
+            html.Div([_i18n("warehouse", marginLeft="16px"),
+                      dcc.Dropdown(id="warehouse", options=[], clearable=False, style={"width": "140px", "margin": "0 6px"})],
+                     id="warehouse-picker", style={"display": "none"}),
         ], style={"display": "flex", "alignItems": "center"}),
         dcc.Slider(id="cursor", min=0, max=1, step=1, value=0, marks=None, updatemode="mouseup",
                    tooltip={"always_visible": False}),
@@ -228,10 +231,11 @@ def create_app(results_dir: str | Path | None, access: Access | None = None, liv
         return f"{tr('kind_' + folder['kind'], lang)}: {folder['path']}"
 
     def run_failed(message):
-        return _error_box(message), 1, 0, {}, no_update
+        return _error_box(message), 1, 0, {}, no_update, [], None, {"display": "none"}
 
     @app.callback(Output("run-error", "children"), Output("cursor", "max"), Output("cursor", "value"),
                   Output("cursor", "marks"), Output("login-user", "options"),
+                  Output("warehouse", "options"), Output("warehouse", "value"), Output("warehouse-picker", "style"),
                   Input("run", "value"))
     @_safely(run_failed)
     def load(path):
@@ -245,7 +249,9 @@ def create_app(results_dir: str | Path | None, access: Access | None = None, liv
                                                                   | set(run.replay.filing_bank.values()))]
         else:
             users = [{"label": name, "value": name} for name in sorted(access.users)]
-        return "", span, 0, marks, users
+        warehouses = list(run.warehouses)
+        picker = {"display": "flex", "alignItems": "center"} if warehouses else {"display": "none"}
+        return "", span, 0, marks, users, warehouses, warehouses[0] if warehouses else None, picker
 
     # --- login ----------------------------------------------------------------------------------
     @app.callback(Output("viewer-token", "data"), Output("login-status", "children"),
@@ -292,13 +298,14 @@ def create_app(results_dir: str | Path | None, access: Access | None = None, liv
 
     @app.callback(Output("floor", "figure"), Output("cursor-label", "children"), Output("positions-note", "children"),
                   Output("timeline", "figure"),
-                  Input("cursor", "value"), Input("run", "value"), Input("lang", "value"), Input("viewer-token", "data"))
+                  Input("cursor", "value"), Input("run", "value"), Input("lang", "value"), Input("viewer-token", "data"),
+                  Input("warehouse", "value"))
     @_safely(frame_failed)
-    def frame(value, path, lang, token):
+    def frame(value, path, lang, token, warehouse):
         if not path:
             return EMPTY, "", "", EMPTY  # no run open (a bad folder's message is above)
         run = run_of(path)
-        return replay_frame(run, value or 0, lang, viewer_of(token), ctx.triggered_id)
+        return replay_frame(run, value or 0, lang, viewer_of(token), ctx.triggered_id, warehouse)
 
     # --- sensors ------------------------------------------------------------------------------------
     def sensors_failed(message):
@@ -425,10 +432,13 @@ def create_app(results_dir: str | Path | None, access: Access | None = None, liv
 
 # --- views (plain functions, so tests and the benchmark call them without a browser) -----------
 
-def replay_frame(run: RunView, offset: float, lang: str, viewer: str | None, trigger=None):
-    """One replay frame: the floor plan and clock at `offset` s into the run (the timed callback)."""
+def replay_frame(run: RunView, offset: float, lang: str, viewer: str | None, trigger=None, warehouse: str | None = None):
+    """One replay frame: the floor plan and clock at `offset` s into the run (the timed callback).
+
+    A multi-warehouse run draws one warehouse's plan (`warehouse`, else its first)."""
     t = run.replay.start + offset
-    floor = figures.floor_plan(run.replay, t, lang, viewer)
+    plan = run.warehouses.get(warehouse) or next(iter(run.warehouses.values())) if run.warehouses else None
+    floor = figures.floor_plan(run.replay, t, lang, viewer, plan)
     label = figures.clock(t, run.timezone, with_date=True)
     note = tr("positions_recorded" if run.replay.positions_recorded else "positions_derived", lang)
     if trigger == "cursor":
@@ -487,6 +497,7 @@ def alert_feed(run: RunView, viewer: str | None, lang: str):
             html.Span(a["severity"], style={"color": colour, "fontWeight": "bold", "marginRight": "6px"}),
             html.Span(a["rule"], style={"marginRight": "6px"}),
             html.Span(a["id"], className="alert-id", style={"color": "#616161", "marginRight": "6px"}),
+            html.Span(a["site"], className="alert-site", style={"color": "#616161"}) if run.warehouses else None,
             html.Div(a["summary"], style={"fontSize": "12px"}),
             html.Div(f"{tr('explained_by', lang)}: {why}", style={"fontSize": "11px", "color": "#757575"}),
         ], id={"type": "alert-row", "index": a["id"]}, n_clicks=0, className="alert-row",
@@ -508,6 +519,7 @@ def alert_detail(run: RunView, alert_id: str, viewer: str | None, lang: str):
     rows = [
         (tr("rule", lang), f"{alert['rule']} · {alert['category']} · {alert['severity']}"),
         (tr("section", lang), alert.get("section", "—")),
+        (tr("site", lang), alert.get("site", "—")),
         (tr("params", lang), json.dumps(entry["params"], ensure_ascii=False) if entry
          else tr("rule_file_unknown", lang, ruleset=alert.get("ruleset"))),
         (tr("money", lang), "—" if money is None else f"¥{money:,.0f}"),
@@ -566,8 +578,9 @@ def kpi_view(run: RunView, folder: dict | None, runs: RunCache, viewer: str | No
     rules = {r: {"precision": c["precision"] or 0.0, "recall": c["recall"] or 0.0} for r, c in counts.items()}
     fa = len(mine["false_alarms"]) / site_days(run)
     cell = {"padding": "2px 12px 2px 0", "textAlign": "left"}
-    table = html.Table([html.Tr([html.Th(h, style=cell) for h in ("rule", "alerts", "explained", "labels", "caught",
-                                                                  tr("precision", lang), tr("recall", lang))])] +
+    heads = [tr(k, lang) for k in ("rule_col", "alerts_col", "explained_col", "labels_col", "caught_col", "precision",
+                                   "recall")]
+    table = html.Table([html.Tr([html.Th(h, style=cell) for h in heads])] +
                        [html.Tr([html.Td("—" if v is None else v, style=cell)
                                  for v in (r, c["alerts"], c["explained"], c["labels"], c["caught"], c["precision"],
                                            c["recall"])]) for r, c in counts.items()], id="rule-table")
@@ -580,7 +593,25 @@ def kpi_view(run: RunView, folder: dict | None, runs: RunCache, viewer: str | No
         html.Div([dcc.Graph(figure=figures.latency_distribution(kpis.latency_samples(views), lang))], style=PANEL),
         html.Div([dcc.Graph(figure=figures.precision_recall(rules, lang)), table], style=PANEL),
         html.Div([dcc.Graph(figure=figures.message_accounting(run.result["messages"], lang))], style=PANEL),
+        *([html.Div([html.H4(tr("per_warehouse", lang)), _per_warehouse(run, members, viewer, lang)], style=PANEL)]
+          if run.warehouses else []),
     ])
+
+
+def _per_warehouse(run: RunView, members: list[RunView], viewer: str | None, lang: str) -> html.Table:
+    """Alerts per warehouse of a multi-warehouse run (cloud-side registry and value alerts are `cloud`)."""
+    counts: dict[str, list[int]] = {w: [0, 0] for w in run.warehouses}
+    for member in members:
+        view = kpis.view_of(member.result, member.replay, viewer)
+        false = set(view["false_alarms"])
+        for a in view["alerts"]:
+            row = counts.setdefault(a["site"], [0, 0])
+            row[0] += 1
+            row[1] += a["id"] in false
+    cell = {"padding": "2px 12px 2px 0", "textAlign": "left"}
+    return html.Table([html.Tr([html.Th(tr(k, lang), style=cell) for k in ("warehouse", "alerts_col", "false_alarms")])] +
+                      [html.Tr([html.Td(v, style=cell) for v in (w, n, f)], className="warehouse-row")
+                       for w, (n, f) in counts.items()], id="warehouse-table")
 
 
 def site_days(run: RunView) -> float:

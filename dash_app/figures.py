@@ -15,6 +15,7 @@ import numpy as np
 from cangtwin.dash_app.access import OPERATOR
 from cangtwin.dash_app.i18n import tr
 from cangtwin.dash_app.replay import Replay
+from cangtwin.twin.site import Site
 from cangtwin.scenarios.html_report import COUNTERS
 
 BAY_COLOURS = {"empty": "#eeeeee", "free": "#b0bec5", "pledged": "#4caf50", "released": "#ffca28",
@@ -44,12 +45,20 @@ def _status(state, pledged: dict) -> str:
     return "pledged" if pledged else "free"
 
 
-def floor_plan(replay: Replay, t: float, lang: str, viewer: str | None) -> dict:
-    """The site at time `t`: bays by collateral status, vehicles, devices by health."""
-    spec = replay.site.spec
+def floor_plan(replay: Replay, t: float, lang: str, viewer: str | None, warehouse: Site | None = None) -> dict:
+    """The site at time `t`: bays by collateral status, vehicles, devices by health.
+
+    For a multi-warehouse run, `warehouse` is the one drawn (its own plan and coordinates; the
+    replay holds every warehouse's names, prefixed `w2.`)."""
+    spec = (warehouse or replay.site).spec
     bays = replay.bays_at(t)
     health = replay.device_health(t)
     forks, trucks = replay.vehicles_at(t)
+    short = (lambda name: name.split(".", 1)[1]) if warehouse is not None else (lambda name: name)
+    if warehouse is not None:
+        own = {f.id for f in spec.forklifts}
+        forks = {short(f): xy for f, xy in forks.items() if f in own}
+        trucks = {short(tk): xy for tk, xy in trucks.items() if tk.startswith(spec.site + ".")}
     traces: list[dict] = []
     by_status: dict[str, list] = {}
     for bay in spec.bays:
@@ -80,7 +89,7 @@ def floor_plan(replay: Replay, t: float, lang: str, viewer: str | None) -> dict:
                        "name": tr(f"bay_{status}", lang), "text": text, "hoverinfo": "text",
                        "legendgroup": "bays", "hoveron": "fills+points"})
     traces.append({"type": "scatter", "mode": "text", "x": [(b.rect.x0 + b.rect.x1) / 2 for b in spec.bays],
-                   "y": [(b.rect.y0 + b.rect.y1) / 2 for b in spec.bays], "text": [b.id for b in spec.bays],
+                   "y": [(b.rect.y0 + b.rect.y1) / 2 for b in spec.bays], "text": [short(b.id) for b in spec.bays],
                    "textfont": {"size": 9, "color": "#212121"}, "hoverinfo": "skip", "showlegend": False})
     for status in ("ok", "silent", "failed", "waiting"):
         devs = [d for d in spec.devices if health.get(d.id) == status and d.type != "positioning-tag"]
@@ -106,10 +115,10 @@ def floor_plan(replay: Replay, t: float, lang: str, viewer: str | None) -> dict:
                 "layer": "below"} for z in spec.zones.values()]
     shapes += [{"type": "rect", "x0": w.rect.x0, "y0": w.rect.y0, "x1": w.rect.x1, "y1": w.rect.y1,
                 "fillcolor": "#cfd8dc", "line": {"color": "#78909c"}, "layer": "below"} for w in spec.weighbridges]
-    annotations = [{"x": g.position[0], "y": g.position[1], "text": g.id, "showarrow": False, "font": {"size": 10}}
+    annotations = [{"x": g.position[0], "y": g.position[1], "text": short(g.id), "showarrow": False, "font": {"size": 10}}
                    for g in spec.gates]
     in_window = [w for w in replay.windows if w.start <= t <= w.end]
-    title = f"{tr('floor', lang)} · {clock(t, spec.timezone, with_date=True)}"
+    title = f"{tr('floor', lang)}{' · ' + spec.site if warehouse is not None else ''} · {clock(t, spec.timezone, with_date=True)}"
     if in_window:
         title += " · " + ", ".join(f"{tr(w.kind, lang)} ({w.label})" for w in in_window)
     return {"data": traces, "layout": {

@@ -82,6 +82,8 @@ class Replay:
         where: dict[str, str | None] = {}
         pledged: dict[str, str] = {}
         released: set[str] = set()
+        pledged_by: dict[str, dict[str, str]] = {}  # per warehouse (edge site): each edge gets its own book
+        released_by: dict[str, set[str]] = {}
         self._snap_t: list[float] = []
         self._snap: list[dict[str, BayState]] = []
         self.lot_bay: dict[str, str] = {}
@@ -91,10 +93,13 @@ class Replay:
             if ev == "edge.book-sync":
                 for lot, bay in data.get("bays", {}).items():
                     where.setdefault(lot, bay)
-                pledged = dict(data.get("pledged", {}))
-                if not self._pledged_at_start:
-                    self._pledged_at_start = dict(pledged)
-                released = set(data.get("released", []))
+                site = data.get("site", "")
+                if site not in pledged_by:  # this warehouse's first book: the pledges at the start
+                    self._pledged_at_start.update(data.get("pledged", {}))
+                pledged_by[site] = dict(data.get("pledged", {}))
+                released_by[site] = set(data.get("released", []))
+                pledged = {lot: loan for book in pledged_by.values() for lot, loan in book.items()}
+                released = set().union(*released_by.values())
                 self.lot_mass.update(data.get("masses", {}))
             elif ev == "twin.lot-moved":
                 to = data["to"]
@@ -193,7 +198,11 @@ class Replay:
         gates = {g.id: g for g in spec.gates}
         scales = {w.id: _center(w.rect) for w in spec.weighbridges}
         home = {f.id: tuple(f.home) for f in spec.forklifts}
-        docks = [tuple(d.position) for d in spec.docks]
+        def same_warehouse(items, name: str) -> list:
+            """Of a multi-warehouse site's gates or docks, those at `name`'s warehouse (prefix `w2.`)."""
+            prefix = name.split(".", 1)[0] + "." if "." in name else ""
+            return [i for i in items if i.id.startswith(prefix)] or list(items)
+
         trucks: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
         truck_span: dict[str, list[float]] = {}
         truck_dock: dict[str, tuple[float, float]] = {}
@@ -202,7 +211,7 @@ class Replay:
         for t, ev, data in others:
             if ev == "twin.truck-arrived":
                 truck = data["truck"]
-                trucks[truck].append((t, *first_gate.outside))
+                trucks[truck].append((t, *same_warehouse(spec.gates, truck)[0].outside))
                 truck_span[truck] = [t, self.end]
             elif ev == "twin.gate-pass" and data.get("truck") in truck_span:
                 gate = gates.get(data["gate"], first_gate)
@@ -219,6 +228,7 @@ class Replay:
                 elif to.startswith("truck:"):
                     truck = to[6:]
                     lot_bay = self.lot_bay.get(data["lot"])
+                    docks = [tuple(d.position) for d in same_warehouse(spec.docks, truck)]
                     near = bay_center.get(lot_bay, docks[0] if docks else first_gate.position)
                     xy = truck_dock.setdefault(truck, min(docks, key=lambda d: abs(d[0] - near[0])) if docks else near)
                     if truck in trucks:

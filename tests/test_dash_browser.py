@@ -29,7 +29,10 @@ from werkzeug.security import generate_password_hash
 
 from cangtwin.dash_app.access import Access, User
 from cangtwin.dash_app.app import create_app
+from dash_fixtures import build
 from dash_fixtures.build import recorded_runs
+
+build.start()  # the recordings run in other processes while the tests collected before these run
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
@@ -311,3 +314,32 @@ def test_with_a_users_file_a_bank_logs_in_with_its_password(browser, users_serve
     wait(browser, lambda d: text(d, "viewer-label").endswith("bank-a"), "alice's login")
     assert feed_for(browser, "bank-a") == [theft]
     shoot(browser, "login-bank-a")
+
+
+def test_a_multi_warehouse_run_has_a_warehouse_picker(browser, server, runs):
+    result = json.loads((runs["pair"] / "result.json").read_text())
+    open_page(browser, server)
+    type_into(browser, "folder", str(runs["pair"].parent))
+    wait(browser, lambda d: "dash-pair" in text(d, "run"), "the pair run")
+    wait(browser, lambda d: d.find_element(By.ID, "warehouse-picker").is_displayed(), "the warehouse picker")
+    wait(browser, lambda d: "· w1 ·" in d.find_element(By.ID, "floor").text, "warehouse w1's plan")
+    choose(browser, "warehouse", "w2")
+    wait(browser, lambda d: "· w2 ·" in d.find_element(By.ID, "floor").text, "warehouse w2's plan")
+    choose(browser, "speed", "600×")
+    browser.find_element(By.ID, "play").click()  # one tick is 5 simulated minutes: past the theft at 09:03
+    wait(browser, lambda d: text(d, "cursor-label") >= "2026-03-02 09:04", "the replay to pass the theft")
+    browser.find_element(By.ID, "play").click()
+    wait(browser, lambda d: "alert raised" in {e.text for e in d.find_elements(By.CSS_SELECTOR, "#floor .legendtext")},
+         "the stolen bay marked")
+    bay_labels = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#floor .textpoint")]
+    assert "B01" in bay_labels and not any(label.startswith("w1.") for label in bay_labels)
+    shoot(browser, "multi-warehouse")
+    tab(browser, "alerts")
+    assert sorted(feed_for(browser, "operator")) == sorted(a["id"] for a in result["alerts"])
+    sites = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#alert-feed .alert-site")]
+    assert sorted(sites) == sorted(a["site"] for a in result["alerts"]) and "w2" in sites
+    tab(browser, "kpis")
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#warehouse-table .warehouse-row"), "alerts per warehouse")
+    per = {r.text.split()[0]: r.text.split()[1:] for r in browser.find_elements(By.CSS_SELECTOR, ".warehouse-row")}
+    assert per["w2"] == ["1", "0"] and per["w1"] == ["0", "0"] and per["cloud"] == ["1", "0"]
+    shoot(browser, "multi-warehouse-kpis")

@@ -21,7 +21,10 @@ from cangtwin.dash_app.results import ResultsError, open_folder, read_events
 from cangtwin.dash_app.sensors import downsample
 from cangtwin.dash_app.store import load_run
 from cangtwin.dash_app.sweep import sweep_figures
+from dash_fixtures import build
 from dash_fixtures.build import recorded_runs
+
+build.start()  # the recordings run in other processes while the tests collected before these run
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +135,29 @@ def test_sensor_run_uses_recorded_positions_frames_and_scale_readings(sensors):
     assert views.camera_view(sensors, "no-such-camera", 240, "en") == (None, "This camera sent no frame in this run.")
     times, kg, stable = sensors.sensors.scale["scale-wb1"]
     assert len(times) > 50 and kg.max() > 15000 and stable.any()  # a loaded truck on the plate
+
+
+def test_a_multi_warehouse_run_draws_each_warehouse_and_counts_across_all(runs):
+    pair = load_run(runs["pair"])
+    assert list(pair.warehouses) == ["w1", "w2"]
+    theft, double = _alert(pair, "outbound-unauthorized"), _alert(pair, "duplicate-pledge")
+    assert theft["site"] == "w2" and pair.replay.banks_of(theft) == {"bank-a"}
+    assert pair.replay.banks_of(double) == {"bank-a", "bank-b"}
+    after = theft["raised_at"] + 5 - pair.replay.start
+    w1, *_ = views.replay_frame(pair, after, "en", OPERATOR, None, "w1")
+    w2, *_ = views.replay_frame(pair, after, "en", OPERATOR, None, "w2")
+    assert _bay_trace_names(w2, "w2.B01") == {"alert raised"} and _bay_trace_names(w1, "w1.B01") == {"not pledged"}
+    assert _bay_trace_names(w2, "w2.B09") == {"pledged"}  # bank C's loan at w2 (from w2's own book sync)
+    assert "· w2 ·" in w2["layout"]["title"]["text"] and "· w1 ·" in w1["layout"]["title"]["text"]
+    labels = next(tr["text"] for tr in w2["data"] if tr.get("mode") == "text")
+    assert "B01" in labels and not any("." in label for label in labels)  # drawn without the prefix
+    assert not any(t and t.startswith("w1.") for tr in w2["data"] if tr.get("fill") == "toself" for t in tr["text"])
+    forks = next(tr for tr in w2["data"] if tr.get("name") == "forklift")
+    assert forks["text"] and all(x <= pair.warehouses["w2"].spec.building.width_m for x in forks["x"])
+    kpi = str(views.kpi_view(pair, {"kind": "run", "runs": {}}, None, OPERATOR, "en"))
+    assert "warehouse-table" in kpi
+    feed = str(views.alert_feed(pair, "bank-b", "en"))
+    assert double["id"] in feed and theft["id"] not in feed
 
 
 # --- access, alerts, evidence ---------------------------------------------------------------------
