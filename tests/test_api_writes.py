@@ -77,7 +77,7 @@ def test_a_bank_pledges_and_releases_its_own_lots_and_the_edge_hears_of_it(platf
     assert shown == {"L2", "F2"}  # what the loan still holds
     sync = platform.syncs("s1")[-1]
     assert {"L1", "F1"} <= set(sync.released) and "L1" not in sync.pledged  # the edge no longer guards them
-    assert platform.audit_rows("book.pledge") == [("a-risk", 200)]
+    assert platform.audit_rows("book.pledge") == [("a-risk", 201)]
     assert platform.audit_rows("book.release") == [("a-risk", 200)]
     _, [row] = platform.audit.entries(action="book.release")
     assert row.target == "LN-A-001" and row.note == "RO-17"
@@ -96,8 +96,11 @@ def test_bank_a_cannot_touch_bank_b_loans_or_lots(platform: Platform) -> None:
     # Bank A's release order naming bank B's lot: not pledged to A's loan.
     foreign = api.post("/v1/loans/LN-A-001/releases", headers=auth("tok-a"), json={"lots": ["L1", "L3"]})
     assert foreign.status_code == 409 and foreign.json()["error"]["field"] == "body.lots.1"
+    unknown = api.post("/v1/loans/LN-A-001/releases", headers=auth("tok-a"), json={"lots": ["L1", "L9"]})
+    same = lambda answer: answer.json()["error"]["message"].replace("L3", "L9")  # noqa: E731
+    assert same(foreign) == unknown.json()["error"]["message"]  # bank B's lot looks like no lot at all
     assert platform.state() == before and platform.syncs("s1") == platform.syncs("s2") == []
-    assert sorted(status for _, status in platform.audit_rows("book.release")) == [404, 409]
+    assert sorted(status for _, status in platform.audit_rows("book.release")) == [404, 409, 409]
     assert sorted(status for _, status in platform.audit_rows("book.pledge")) == [404, 409]
 
 

@@ -197,7 +197,7 @@ def test_live_writes_reach_the_edge_and_alerts_reach_each_banks_webhook(mosquitt
         assert history[0]["sha256"] == taken.json()["sha256"]
         audit = httpx.get(base + "/v1/audit", headers=ops, timeout=10).json()["items"]
         assert [(row["action"], row["status"]) for row in audit] == [
-            ("ruleset.activate", 422), ("ruleset.activate", 201), ("book.pledge", 200),
+            ("ruleset.activate", 422), ("ruleset.activate", 201), ("book.pledge", 201),
             ("book.release", 404)]
         assert receivers["bank-b"].calls == []  # nothing of bank A's reached bank B
     finally:

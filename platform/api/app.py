@@ -140,13 +140,13 @@ class _Platform:
             self.refuse(entry, ApiError(404, f"no loan {loan_id!r}", field="path.loan_id"),
                         "no such loan for this principal")
 
-    def book_refusal(self, error: BookError, who: Principal, lots: list[str]) -> ApiError:
+    def book_refusal(self, error: BookError, who: Principal, action: str, lots: list[str]) -> ApiError:
         """A book invariant the request would break, as a 4xx naming the request's field.
 
-        A lot pledged to another bank's loan is refused without naming that loan."""
+        A pledge of a lot pledged to another bank's loan is refused without naming that loan."""
         field = error.field or "lots"
         message = str(error)
-        if field.startswith("lots[") and error.kind == "conflict":
+        if action == "book.pledge" and field.startswith("lots[") and error.kind == "conflict":
             lot = lots[int(field[5:-1])]
             holder = self.cloud.book.loans.get(self.cloud.book.pledges.get(lot, ""))
             if holder is not None and not who.may_see({holder.bank}):
@@ -156,7 +156,7 @@ class _Platform:
                         code="invalid-request" if status == 422 else "book-conflict")
 
     def change_book(self, request: Request, who: Principal, action: str, loan_id: str, lots: list[str],
-                    note: str, change: Callable[[], str]) -> None:
+                    note: str, change: Callable[[], str], status: int = 200) -> None:
         """A bank action on the collateral book: audited, refused whole if the book says no, stored,
         then sent to the edges."""
         entry = self.entry(request, who, action, loan_id, note)
@@ -164,10 +164,10 @@ class _Platform:
         self.own_loan(entry, who, loan_id)
         book = self.cloud.book
         try:
-            with self.audit.appending(**entry, status=200, detail=f"book version {book.version + 1}"):
+            with self.audit.appending(**entry, status=status, detail=f"book version {book.version + 1}"):
                 detail = change()
         except BookError as exc:
-            self.refuse(entry, self.book_refusal(exc, who, lots), f"refused by the book: {exc}")
+            self.refuse(entry, self.book_refusal(exc, who, action, lots), f"refused by the book: {exc}")
         self.stored()
         self.cloud.book_changed()
         self.cloud.tap("api.book", {"action": action, "loan": loan_id, "detail": detail, "actor": who.name,
@@ -271,7 +271,7 @@ def create_app(cloud: CloudService, access: TokenRegistry, audit: AuditLog, *,
         (409, naming the field) if a lot is pledged already or has left, or the receipt exists. Audited."""
         p.change_book(request, who, "book.pledge", loan_id, body.lots, body.note,
                       lambda: f"receipt {cloud.book.pledge(loan_id, list(body.lots), body.receipt).id}: "
-                              f"{','.join(body.lots)}")
+                              f"{','.join(body.lots)}", status=201)
         return receipt_status(cloud.book, body.receipt)
 
     @app.post("/v1/loans/{loan_id}/releases", response_model=models.LoanStatus, tags=["collateral"],
