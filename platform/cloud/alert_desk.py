@@ -1,7 +1,9 @@
 """The alert lifecycle at the cloud: raised → acknowledged → resolved, or escalated.
 
 An alert is bank-visible from the moment the cloud holds it. The same (rule, targets) raised
-again while open is a repeat of the open alert, not a new one.
+again while open is a repeat of the open alert, not a new one, unless the rule names a different
+condition in `detail["condition"]` (an LTV band entered: a loan in warning that goes on into
+margin call is a new alert the bank must act on, not a repeat of the warning).
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ class AlertCase:
     history: list[tuple[float, str, str]] = field(default_factory=list)  # (time, status, actor)
 
 
+def _open_key(alert: Alert) -> tuple:
+    return alert.rule, alert.targets, alert.detail.get("condition")
+
+
 class AlertDesk:
     def __init__(self) -> None:
         self.cases: dict[str, AlertCase] = {}
@@ -42,7 +48,7 @@ class AlertDesk:
         """Record an alert; returns the new case, or None when it repeats an open one."""
         if alert.id in self.cases:
             return None  # the same alert delivered twice
-        key = (alert.rule, alert.targets)
+        key = _open_key(alert)
         open_id = self._open_by_key.get(key)
         if open_id is not None:
             self.cases[open_id].repeats += 1
@@ -61,7 +67,7 @@ class AlertDesk:
         case.status = to
         case.history.append((at, to, actor))
         if to is AlertStatus.RESOLVED:
-            self._open_by_key.pop((case.alert.rule, case.alert.targets), None)
+            self._open_by_key.pop(_open_key(case.alert), None)
         return case
 
     def acknowledge(self, alert_id: str, at: float, actor: str) -> AlertCase:

@@ -147,6 +147,7 @@ class LtvBand(Rule):
                 "band": mark.band,
                 "from_band": before,
                 "crossed": crossed,
+                "condition": crossed,  # each band entered is its own alert at the desk, not a repeat
                 "value_cny": mark.value_cny,
                 "amount_cny": mark.amount_cny,
                 "lots": list(mark.lots),
