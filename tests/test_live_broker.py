@@ -43,7 +43,9 @@ def test_acl_confines_each_device_to_its_own_topic(secured, tmp_path):
             # The RFID reader writes into the loop detector's topic, and into the uplink: both dropped.
             forged = seal("loop-g1", LOOP, 1, time.time(), "passage", {"direction": "out", "occupancy_s": 8.0})
             denials = [await asyncio.to_thread(rfid.send, forged, topics.device("small", "loop-g1", "passage")),
-                       await asyncio.to_thread(rfid.send, b"not a batch", topics.uplink("small"))]
+                       await asyncio.to_thread(rfid.send, b"not a batch", topics.uplink("small")),
+                       # an action topic is the edge's to write, even the device's own
+                       await asyncio.to_thread(rfid.send, b"{}", topics.device_command("small", "rfid-g1", "x"))]
             # Then both devices speak honestly on their own topics: those arrive, and the theft is caught.
             await send({"rfid-g1": rfid, "loop-g1": loop}, theft(1, 1, time.time()))
             await wait_until(lambda: any(c.alert.rule == "outbound-unauthorized"
@@ -56,7 +58,7 @@ def test_acl_confines_each_device_to_its_own_topic(secured, tmp_path):
             cloud.close()
 
     frames, malformed, denials = asyncio.run(scenario())
-    assert [str(reason) for reason in denials] == ["Not authorized", "Not authorized"]  # the broker's PUBACK
+    assert [str(reason) for reason in denials] == ["Not authorized"] * 3  # the broker's PUBACK
     assert frames == 2  # only the two honest frames reached the edge
     assert malformed == 0  # the fake uplink batch never reached the cloud
     # The monitor login reads the broker's own counters: the traffic really crossed it.
