@@ -27,7 +27,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from scipy.stats import chi2
 
 from cangtwin.scenarios.honest_day import honest_day
-from cangtwin.scenarios.result import build_result
+from cangtwin.scenarios.result import build_result, code_version
 from cangtwin.scenarios.run import run_scenario
 from cangtwin.scenarios.spec import load_scenario
 
@@ -46,6 +46,8 @@ def one_day(site: str, index: int, lidar: bool) -> dict:
     return {
         "day": day.isoformat(),
         "wall_s": time.perf_counter() - started,
+        "code_version": result["provenance"]["code_version"],
+        "lidar": lidar,
         "false_alarms": [(alerts[i]["rule"], alerts[i]["summary"]) for i in result["false_alarms"]],
     }
 
@@ -87,6 +89,11 @@ def main() -> int:
             bar.advance(task)
     wall = time.perf_counter() - wall
 
+    versions = sorted({d.get("code_version", "unrecorded") for d in days})
+    if len(versions) > 1 or versions != [code_version()]:
+        print(f"note: site-days from code versions {', '.join(versions)} (this one: {code_version()})")
+    if any(d.get("lidar", True) == args.no_lidar for d in days):
+        print("note: the log mixes days with and without LiDAR scans")
     false_alarms = [fa for d in days for fa in d["false_alarms"]]
     n = len(days)
     rate = 30 * len(false_alarms) / n
