@@ -19,9 +19,7 @@ positions against hours only: a move out of the zone in working hours is labelle
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Callable, Iterator
-from zoneinfo import ZoneInfo
 
 import mesa
 import simpy
@@ -31,13 +29,6 @@ from cangtwin.twin.site import Bay
 from cangtwin.twin.warehouse import Forklift, Warehouse
 
 MINIMUM_LOTS = 1
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def in_working_hours(warehouse: Warehouse, t: float) -> bool:
-    hours = warehouse.spec.working_hours
-    local = dt.datetime.fromtimestamp(t, ZoneInfo(warehouse.spec.timezone))
-    return WEEKDAYS[local.weekday()] in hours.days and hours.start_hour <= local.hour < hours.end_hour
 
 
 def first_entry(start: tuple[float, float], end: tuple[float, float], t0: float, t1: float,
@@ -125,7 +116,7 @@ def inject_lots_moved(
         label.targets += [f"device:{d.id}" for d in warehouse.spec.devices
                           if d.type == "positioning-tag" and d.forklift == driver.used]
         out_of_zone = any(bays[origin[lot]].zone != destination_zone for lot in moved_pledged)
-        after_hours = label.onset is not None and not in_working_hours(warehouse, label.onset)
+        after_hours = label.onset is not None and not warehouse.in_working_hours(label.onset)
         label.detail.update({"after_hours": after_hours, "out_of_zone": out_of_zone, "finished_at": env.now})
         if moved_pledged and (after_hours or out_of_zone):
             label.primary_rules = ["geofence"]

@@ -21,7 +21,7 @@ import pytest
 FRAUD = Path(__file__).resolve().parent.parent / "fraud"
 PHYSICAL = [
     "outbound", "blind_spot", "substitution", "partial_wheel", "person_on_scale", "lidar_occluder",
-    "tag_cloned", "tag_moved", "colluding_keeper", "weighing_hooks",
+    "tag_cloned", "tag_moved", "colluding_keeper", "weighing_hooks", "climate_fault", "lots_moved",
 ]
 ALLOWED_IMPORTS = ("__future__", "typing", "simpy", "mesa", "cangtwin.twin.", "cangtwin.fraud.")
 # Attribute names that reach devices, links, or the platform's state and messages.

@@ -14,8 +14,10 @@ equals).
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
+from zoneinfo import ZoneInfo
 
 import mesa
 import simpy
@@ -26,6 +28,7 @@ from cangtwin.twin.site import Bay, Dock, Gate, Site, Weighbridge
 from cangtwin.twin.world import PhysicalWorld, Shape, shape_for, slot_positions
 
 TruthLog = Callable[[str, dict], None]
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 GATE_SPEED_MPS = 2.0
 TRUCK_LENGTH_M = 16.0
 WEIGH_DWELL_S = 40.0
@@ -386,6 +389,12 @@ class Warehouse:
         while True:
             self.model.datacollector.collect(self.model)
             yield self.env.timeout(every_s)
+
+    def in_working_hours(self, t: float) -> bool:
+        """Whether the site is at work at Unix time `t`, by its own clock and calendar."""
+        hours = self.spec.working_hours
+        local = dt.datetime.fromtimestamp(t, ZoneInfo(self.spec.timezone))
+        return WEEKDAYS[local.weekday()] in hours.days and hours.start_hour <= local.hour < hours.end_hour
 
     def ambient(self, t: float, at: tuple[float, float] | None = None) -> tuple[float, float]:
         """True temperature (°C) and relative humidity (%) of the air at floor point `at`: the
