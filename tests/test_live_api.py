@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -173,6 +174,12 @@ def test_live_writes_reach_the_edge_and_alerts_reach_each_banks_webhook(mosquitt
         pledged = httpx.post(base + "/v1/loans/LN-1/pledges", headers=bank_a,
                              json={"receipt": "WR-2", "lots": ["B01-04"]}, timeout=10)
         assert pledged.status_code == 201, pledged.text
+        with sqlite3.connect(tmp_path / "state" / "cloud.db", timeout=30) as store:  # stored before the answer
+            rows = store.execute("SELECT state FROM book_slices WHERE site = 'small'").fetchall()
+            stored = [json.loads(state) for state, in rows]
+            ruleset_rows = store.execute("SELECT label FROM rulesets").fetchall()
+        assert stored and stored[0]["pledges"].get("B01-04") == "LN-1"
+        assert (label,) in ruleset_rows
         assert httpx.post(base + "/v1/loans/LN-1/releases", headers={"Authorization": f"Bearer {TOKENS['bank-b']}"},
                           json={"lots": ["B01-01"]}, timeout=10).status_code == 404
         version = httpx.get(base + "/v1/banks/bank-a/collateral", headers=bank_a, timeout=10).json()["book_version"]
