@@ -265,20 +265,26 @@ def bench_baseline(broker, pubs, count: int) -> float:
     return total / (got[1] - min(r[1] for r in results))
 
 
-def bench_throughput(broker, pubs, count: int, cloud: Cloud, probe, procs) -> tuple[float, int, dict[str, float]]:
-    """End-to-end msg/s, devices refused for clock skew, and each serve process's CPU use (cores)."""
+def bench_throughput(broker, pubs, count: int, cloud: Cloud, probe, procs) -> tuple[float, int, dict[str, float], dict[str, float]]:
+    """End-to-end msg/s, devices refused for clock skew, and each serve process's CPU use: in cores
+    and in CPU µs per device message (the cost that does not depend on how loaded the machine is)."""
     before = {name: cpu_s(proc.pid) for name, proc in procs.items()}
     results = _run_publishers(broker, pubs, count, None)
     done = _wait_committed(cloud, probe, "marker-throughput")
     start = min(r[1] for r in results)
-    cores = {name: (cpu_s(proc.pid) - before[name]) / (time.time() - start) for name, proc in procs.items()}
+    used = {name: cpu_s(proc.pid) - before[name] for name, proc in procs.items()}
+    cores = {name: seconds / (time.time() - start) for name, seconds in used.items()}
+    per_message = {name: seconds / (count * len(pubs)) * 1e6 for name, seconds in used.items()}
     skewed = sum(1 for name in cloud.integrity_alerts() if not name.startswith(("marker", "probe-")))
-    return count * len(pubs) / (done - start), skewed, cores
+    return count * len(pubs) / (done - start), skewed, cores, per_message
 
 
-def bench_latency(broker, pubs, seconds: float, rate: float, cloud: Cloud, probe) -> tuple[list[float], ...]:
-    """Send → visible, and its two legs: send → edge receive, edge receive → visible (ms, sorted)."""
+def bench_latency(broker, pubs, seconds: float, rate: float, cloud: Cloud, probe,
+                  procs) -> tuple[tuple[list[float], ...], dict[str, float]]:
+    """Send → visible, and its two legs: send → edge receive, edge receive → visible (ms, sorted);
+    and each serve process's CPU µs per device message at this offered rate."""
     sent: dict[str, float] = {}
+    before = {name: cpu_s(proc.pid) for name, proc in procs.items()}
     stop = threading.Event()
 
     def probing() -> None:
@@ -292,17 +298,19 @@ def bench_latency(broker, pubs, seconds: float, rate: float, cloud: Cloud, probe
 
     thread = threading.Thread(target=probing)
     thread.start()
-    _run_publishers(broker, pubs, int(rate * seconds / len(pubs)), rate)
+    count = int(rate * seconds / len(pubs))
+    _run_publishers(broker, pubs, count, rate)
     stop.set()
     thread.join()
     _wait_committed(cloud, probe, "marker-latency")
+    per_message = {name: (cpu_s(proc.pid) - before[name]) / (count * len(pubs)) * 1e6 for name, proc in procs.items()}
     visible = cloud.integrity_alerts()
     missing = [name for name in sent if name not in visible]
     if missing:
         raise SystemExit(f"error: {len(missing)} probe alerts never became visible, e.g. {missing[0]}")
     legs = [(visible[name][1] - at, visible[name][0] - at, visible[name][1] - visible[name][0])
             for name, at in sent.items()]
-    return tuple(sorted(leg[i] * 1000 for leg in legs) for i in range(3))
+    return tuple(sorted(leg[i] * 1000 for leg in legs) for i in range(3)), per_message
 
 
 def bench_soak(broker, pubs, seconds: float, rate: float, procs: dict[str, subprocess.Popen]) -> dict[str, list[float]]:
@@ -371,20 +379,25 @@ def main(publishers: int, throughput_n: int, latency_s: float, rate: float, soak
             probe = _probe_client(broker, "probe-pw")
             _wait_committed(cloud, probe, "marker-warmup", timeout_s=60)
 
-            end_to_end, skewed, cores = bench_throughput(broker, pubs, throughput_n // publishers, cloud, probe, procs)
+            end_to_end, skewed, cores, per_message = bench_throughput(broker, pubs, throughput_n // publishers, cloud,
+                                                                      probe, procs)
             note = f"; {skewed} devices had frames refused for clock skew (backlog > 5 s)" if skewed else ""
             print(f"throughput end to end: {end_to_end:,.0f} msg/s (baseline: {baseline:,.0f} msg/s bare paho QoS 1 hop, "
                   f"target: >= {THROUGHPUT_TARGET:,.0f} msg/s); {_load()}{note}", flush=True)
             print("  CPU during it (first publish to last commit, cores): "
-                  + ", ".join(f"{name} {used:.2f}" for name, used in cores.items()), flush=True)
+                  + ", ".join(f"{name} {used:.2f}" for name, used in cores.items())
+                  + "; CPU per device message: " + ", ".join(f"{name} {us:.0f} µs" for name, us in per_message.items()),
+                  flush=True)
 
-            latencies, to_edge, edge_to_visible = bench_latency(broker, pubs, latency_s, rate, cloud, probe)
+            (latencies, to_edge, edge_to_visible), per_message = bench_latency(broker, pubs, latency_s, rate, cloud,
+                                                                               probe, procs)
             p50, p99 = statistics.median(latencies), _p99(latencies)
             print(f"p99 ingest -> bank-visible alert at {rate:,.0f} msg/s: {p99:.1f} ms "
                   f"(baseline: p50 {p50:.1f} ms, max {latencies[-1]:.1f} ms over {len(latencies)} probes, "
                   f"target: <= {LATENCY_TARGET_MS:.0f} ms); {_load()}", flush=True)
             print(f"  legs (p50 / p99): device send -> edge receive {statistics.median(to_edge):.1f} / {_p99(to_edge):.1f} ms, "
-                  f"edge receive -> bank-visible {statistics.median(edge_to_visible):.1f} / {_p99(edge_to_visible):.1f} ms",
+                  f"edge receive -> bank-visible {statistics.median(edge_to_visible):.1f} / {_p99(edge_to_visible):.1f} ms"
+                  "; CPU per device message: " + ", ".join(f"{name} {us:.0f} µs" for name, us in per_message.items()),
                   flush=True)
 
             samples = bench_soak(broker, pubs, soak_s, rate, procs)
