@@ -22,8 +22,8 @@ CTX = EdgeContext("small", BookView(), {})
 
 
 def obs(at: float, device: str = "cam-1", ratio: float | None = 1.0, frozen: float = 0.15,
-        shift: float | None = 0.0, motion: float | None = 0.0) -> CameraObservation:
-    return CameraObservation(device, at, at + 0.01, 150.0, 0.15, ratio, frozen, 0.99, shift, motion)
+        shift: float | None = 0.0, motion: float | None = 0.0, anchored: float | None = 1.0) -> CameraObservation:
+    return CameraObservation(device, at, at + 0.01, 150.0, 0.15, ratio, frozen, 0.99, shift, motion, anchored)
 
 
 def run(observations: list[CameraObservation], entry=ENTRY) -> list:
@@ -54,8 +54,20 @@ def test_a_cover_alerts_again_only_after_it_was_gone_for_clear_frames():
 
 def test_frozen_and_moved_streams_alert_with_their_condition():
     frozen = run([obs(t, frozen=1.0) for t in (0, 2, 4)])
-    moved = run([obs(t, shift=6.5) for t in range(0, 62, 2)])  # moved needs 30 frames (60 s)
+    moved = run([obs(t, shift=6.5, anchored=0.0) for t in (0, 2, 4)])
     assert [f.detail["condition"] for f in frozen + moved] == ["frozen", "moved"]
+    assert moved[0].detail["anchored"] == 0.0
+
+
+def test_a_shift_with_most_of_the_view_still_lined_up_is_something_parked_not_a_turned_camera():
+    """A truck standing on the weighbridge hides part of the scale camera's view (there 28 % of the
+    reference's structure): however long it stands, and whatever peak the phase correlation finds,
+    the rest of the view still lines up, so the mount has not moved. Nor when nothing can be told."""
+    parked = [obs(t, shift=6.5, anchored=0.72) for t in range(0, 600, 2)]
+    unknown = [obs(t, shift=6.5, anchored=None) for t in range(600, 700, 2)]
+    assert run(parked + unknown) == []
+    turned = [obs(t, shift=6.5, anchored=0.3) for t in (700, 702, 704)]  # the bound is inclusive
+    assert [f.detail["condition"] for f in run(parked + turned)] == ["moved"]
 
 
 def test_a_covered_or_replayed_picture_says_nothing_about_the_mount():
@@ -86,7 +98,7 @@ def test_thresholds_are_bank_parameters():
 @given(st.lists(st.sampled_from(["ok", "covered", "frozen", "moved"]), min_size=3, max_size=30), st.randoms())
 def test_verdicts_do_not_depend_on_how_cameras_interleave(states, shuffler):
     """Each camera's frames arrive in order; how the cameras' streams interleave changes nothing."""
-    make = {"ok": {}, "covered": {"ratio": 0.0}, "frozen": {"frozen": 1.0}, "moved": {"shift": 5.0}}
+    make = {"ok": {}, "covered": {"ratio": 0.0}, "frozen": {"frozen": 1.0}, "moved": {"shift": 5.0, "anchored": 0.0}}
     streams = {cam: [obs(2.0 * i + k * 0.3, cam, **make[s]) for i, s in enumerate(states[k:] + states[:k])]
                for k, cam in enumerate(("cam-a", "cam-b", "cam-c"))}
     in_order = sorted((o for s in streams.values() for o in s), key=lambda o: o.at)
@@ -144,14 +156,20 @@ def test_a_replayed_stream_alerts_frozen(supervised):
     assert supervised.conditions() == [("device:cam-scale", "frozen")]
 
 
-def test_a_turned_camera_alerts_moved(supervised):
+@pytest.mark.parametrize("look_at", [(48.0, 36.0, 0.0), (40.0, 20.0, 0.0)], ids=["8 degrees", "30 degrees"])
+def test_a_turned_camera_alerts_moved_within_ten_seconds(supervised, look_at):
+    """A few degrees (the view shifted) or a wide turn (another scene, no shift to measure)."""
     rig = supervised.rig
     rig.run(30)
-    rig.cameras["cam-store-w"].move((48.0, 36.0, 0.0))  # ~8° to the left
-    rig.run(40)
-    assert supervised.conditions() == []  # not yet: a truck can stand in a view this long
+    t_turn = rig.env.now
+    rig.cameras["cam-store-w"].move(look_at)
     rig.run(30)
     assert supervised.conditions() == [("device:cam-store-w", "moved")]
+    [alert] = supervised.alerts
+    # The first or second turned frame: the first may also lose its texture for a frame (texture
+    # correlates with the previous frame, which showed the old view), and moved defers to covered.
+    assert t_turn < alert.event_time <= t_turn + 4.1
+    assert alert.raised_at - t_turn <= 10.0  # brief §9: camera tamper
 
 
 def test_a_forklift_crossing_and_hours_of_honest_noise_raise_nothing(supervised):

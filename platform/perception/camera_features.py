@@ -21,6 +21,15 @@ The edge decodes each admitted `analysis_frame` (PNG) and keeps a little state p
   moved and the shift is 0 (in a dark, noisy scene phase correlation locks onto noise). When
   even an unmoved view could not correlate above `VISIBLE_SIMILARITY`, the scene is lost in the
   noise and the shift is unknown (None).
+- **anchored**: the share of the reference's edges (neighbour differences, per tile of a 4×4
+  grid, weighted by the reference's edge contrast there) that still line up where they were: a
+  tile is lined up when the zero-shift correlation of its edges with the reference's reaches
+  half what its own noise allows, and the reference moved by the measured shift fits it no
+  better. Edges, not grey levels: smooth shading (a floor's falloff) looks alike shifted or not. Something parked in the view hides
+  some tiles and leaves the rest lined up; a turned camera leaves none, whether the new view is
+  the old one shifted or another scene altogether (where the shift is a meaningless peak). Only
+  computed when the similarity gate trips (1.0 otherwise); tiles whose structure is under the
+  noise are left out, and None when no tile can be told from noise.
 - **motion**: RMS frame-to-frame change beyond sensor noise, relative to brightness: something
   moved in the view (a forklift crossing), which is not tamper.
 
@@ -43,6 +52,7 @@ import numpy as np
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Below this expected similarity of an unmoved view, the frame's structure is under its noise.
 VISIBLE_SIMILARITY = 0.3
+TILES = (4, 4)  # rows × columns of the grid that `anchored` judges
 CHANNELS = {0: 1, 2: 3}  # PNG colour type → channels
 ENCODING_CHANNELS = {"png-gray8": 1, "png-rgb8": 3}
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601
@@ -65,6 +75,7 @@ class CameraObservation(msgspec.Struct, frozen=True, tag="camera-obs"):
     similarity: float | None  # zero-shift correlation with the reference frame; None while learning
     shift_px: float | None  # global shift against the reference, analysis pixels; None while learning
     motion: float | None  # RMS change beyond noise / brightness; None on a stream's first frame
+    anchored: float | None = None  # share of the reference's structure still lined up; None: can't tell
 
 
 class FramePayload(Protocol):
@@ -181,23 +192,65 @@ def _gradients(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return b[:, 1:] - b[:, :-1], b[1:] - b[:-1]
 
 
+def _edge_tiles(b: np.ndarray) -> np.ndarray:
+    """A frame's neighbour differences (both directions, on a common grid) cut into the `TILES`
+    grid: (rows, cols, 2, tile h, tile w). Edges, unlike smooth shading, say where a view points."""
+    gx, gy = _gradients(b)
+    h, w = gy.shape[0], gx.shape[1]
+    rows, cols = TILES
+    th, tw = h // rows, w // cols
+    pair = np.stack([gx[: rows * th, : cols * tw], gy[: rows * th, : cols * tw]])
+    return pair.reshape(2, rows, th, cols, tw).transpose(1, 3, 0, 2, 4)
+
+
+def _tile_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.einsum("ijklm,ijklm->ij", a, b)
+
+
 class _Reference:
     """A camera's reference view: zero-mean, unit-norm for the gate; its spectrum for the shift."""
 
-    def __init__(self, mean_frame: np.ndarray) -> None:
+    def __init__(self, mean_frame: np.ndarray, noise: float) -> None:
+        """`noise`: the variance of sensor noise left in the mean frame."""
         h, w = mean_frame.shape
         self.window = np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
         centred = mean_frame - mean_frame.mean()
         self.unit = centred / max(float(np.linalg.norm(centred)), 1e-6)
         self.spectrum_conj = np.conj(np.fft.rfft2(centred * self.window))
+        self.mean_frame = mean_frame
+        self.edges = _edge_tiles(mean_frame)
+        self.edge_energy = _tile_dot(self.edges, self.edges)
+        per_value = self.edge_energy / self.edges[0, 0].size
+        self.edge_weight = np.maximum(0.0, per_value - 2.0 * noise)  # the edge contrast each tile holds
+
+    def anchored(self, frame: np.ndarray, offset: tuple[int, int], noise: float) -> float | None:
+        """The share of the reference's edges that still line up where they were (see module doc).
+        `offset`: the measured shift in binned pixels; `noise`: the frame's noise variance."""
+        edges = _edge_tiles(frame)
+        energy = _tile_dot(edges, edges)
+        per_value = energy / edges[0, 0].size
+        signal = np.maximum(0.0, per_value - 2.0 * noise)  # a difference carries two pixels' noise
+        allowed = np.sqrt(signal / np.maximum(per_value, 1e-9))  # an unmoved tile's correlation through noise
+        weight = np.where(allowed >= VISIBLE_SIMILARITY, self.edge_weight, 0.0)
+        total = float(weight.sum())
+        if total <= 0.0:
+            return None
+        here = _tile_dot(edges, self.edges) / np.sqrt(np.maximum(energy * self.edge_energy, 1e-9))
+        lined_up = here >= 0.5 * allowed
+        if offset != (0, 0):
+            moved = _edge_tiles(np.roll(self.mean_frame, offset, axis=(0, 1)))
+            there = _tile_dot(edges, moved) / np.sqrt(np.maximum(energy * _tile_dot(moved, moved), 1e-9))
+            lined_up &= here >= there
+        return float((weight * lined_up).sum()) / total
 
     def similarity(self, centred: np.ndarray) -> float:
         return float(np.vdot(centred, self.unit)) / max(float(np.vdot(centred, centred)) ** 0.5, 1e-6)
 
-    def shift(self, centred: np.ndarray, verify: bool) -> float:
-        """Phase correlation peak, with a parabolic sub-pixel fit on each axis. With `verify`
-        (the view still resembles the reference), 0 when the reference moved by that much
-        matches the frame no better than where it was: a peak that noise made."""
+    def shift(self, centred: np.ndarray, verify: bool) -> tuple[float, tuple[int, int]]:
+        """Phase correlation peak, with a parabolic sub-pixel fit on each axis: (analysis pixels,
+        the nearest whole (dy, dx) in binned pixels). With `verify` (the view still resembles the
+        reference), 0 when the reference moved by that much matches the frame no better than
+        where it was: a peak that noise made."""
         cross = np.fft.rfft2(centred * self.window) * self.spectrum_conj
         cross /= np.abs(cross) + 1e-9
         surface = np.fft.irfft2(cross, s=centred.shape)
@@ -212,10 +265,10 @@ class _Reference:
         dx = px + refine(surface[py, (px - 1) % w], surface[py, px], surface[py, (px + 1) % w])
         dy = dy - h if dy > h / 2 else dy
         dx = dx - w if dx > w / 2 else dx
-        if verify and np.vdot(centred, np.roll(self.unit, (round(dy), round(dx)), axis=(0, 1))) \
-                <= np.vdot(centred, self.unit):
-            return 0.0
-        return 2.0 * float(np.hypot(dx, dy))  # binned pixels → analysis pixels
+        offset = (round(dy), round(dx))
+        if verify and np.vdot(centred, np.roll(self.unit, offset, axis=(0, 1))) <= np.vdot(centred, self.unit):
+            return 0.0, (0, 0)
+        return 2.0 * float(np.hypot(dx, dy)), offset  # binned pixels → analysis pixels
 
 
 class CameraStream:
@@ -255,13 +308,14 @@ class CameraStream:
             px, py = self._prev_gradients
             structure = float(np.vdot(gx, px)) / gx.size + float(np.vdot(gy, py)) / gy.size
             texture = float(np.sqrt(max(0.0, structure))) / max(mean_b, 1.0)
-        similarity = shift = ratio = None
+        similarity = shift = ratio = anchored = None
         centred = b - mean_b
         if self._reference is None:
             if texture is not None:
                 self._learning.append((b, texture))
             if len(self._learning) >= self.warmup:
-                self._reference = _Reference(np.mean([f for f, _ in self._learning], axis=0))
+                noise = statistics.median(self._noise) / 2 / self.warmup  # what averaging left of it
+                self._reference = _Reference(np.mean([f for f, _ in self._learning], axis=0), noise)
                 self._baseline = statistics.median(t for _, t in self._learning)
                 self._learning = []
         else:
@@ -270,9 +324,10 @@ class CameraStream:
             if unmoved < VISIBLE_SIMILARITY:
                 shift = None  # the scene is lost in the noise: no telling where the view points
             elif similarity >= self.similarity_gate * unmoved:
-                shift = 0.0
+                shift, anchored = 0.0, 1.0
             else:
-                shift = self._reference.shift(centred, verify=similarity >= 0.5 * unmoved)
+                shift, offset = self._reference.shift(centred, verify=similarity >= 0.5 * unmoved)
+                anchored = self._reference.anchored(b, offset, statistics.median(self._noise) / 2)
             if texture is not None and self._baseline > 0:
                 ratio = texture / self._baseline
         self._prev, self._prev_binned, self._prev_gradients = grey, b, (gx, gy)
@@ -281,7 +336,7 @@ class CameraStream:
 
         return CameraObservation(
             self.device, at, received_at, float(mean_b) / 4, plain(texture), plain(ratio), float(frozen),
-            plain(similarity), plain(shift), plain(motion),
+            plain(similarity), plain(shift), plain(motion), plain(anchored),
         )
 
     def _unmoved_similarity(self, centred: np.ndarray) -> float:
