@@ -109,7 +109,7 @@ def build_layout(initial: str, access: Access, live: LiveConfig | None = None) -
                      id="warehouse-picker", style={"display": "none"}),
         ], style={"display": "flex", "alignItems": "center"}),
         dcc.Slider(id="cursor", min=0, max=1, step=1, value=0, marks=None, updatemode="mouseup",
-                   tooltip={"always_visible": False}),
+                   tooltip={"always_visible": False}, allow_direct_input=False),  # raw seconds read as noise
         dcc.Interval(id="tick", interval=TICK_MS, disabled=True),
         html.Div([_graph("floor", 540)], style=PANEL),
         html.Div(id="positions-note", style={"fontSize": "12px", "color": "#616161"}),

@@ -102,7 +102,7 @@ def floor_plan(replay: Replay, t: float, lang: str, viewer: str | None, warehous
                                   "symbol": [DEVICE_SYMBOLS.get(d.type, "circle") for d in devs],
                                   "line": {"width": 1, "color": "#ffffff"}}})
     traces.append({"type": "scatter", "mode": "markers+text", "x": [p[0] for p in forks.values()],
-                   "y": [p[1] for p in forks.values()], "text": list(forks), "textposition": "top center",
+                   "y": [p[1] for p in forks.values()], "text": list(forks), "textposition": "bottom center",
                    "name": tr("forklift", lang), "hoverinfo": "text",
                    "marker": {"color": "#1565c0", "size": 11, "symbol": "square"}})
     traces.append({"type": "scatter", "mode": "markers+text", "x": [p[0] for p in trucks.values()],
@@ -123,7 +123,8 @@ def floor_plan(replay: Replay, t: float, lang: str, viewer: str | None, warehous
         title += " · " + ", ".join(f"{tr(w.kind, lang)} ({w.label})" for w in in_window)
     return {"data": traces, "layout": {
         "title": {"text": title, "font": {"size": 14}}, "shapes": shapes, "annotations": annotations,
-        "xaxis": {"range": [-8, spec.building.width_m + 8], "showgrid": False, "zeroline": False, "title": "x (m)"},
+        "xaxis": {"range": [-8, spec.building.width_m + 8], "showgrid": False, "zeroline": False, "title": "x (m)",
+                  "constrain": "domain"},  # the plan fills the width it needs, not a stretched range
         "yaxis": {"range": [-4, spec.building.depth_m + 4], "scaleanchor": "x", "showgrid": False, "zeroline": False,
                   "title": "y (m)"},
         "margin": {"l": 50, "r": 10, "t": 40, "b": 40}, "height": 520, "uirevision": "floor",
@@ -157,7 +158,8 @@ def timeline(replay: Replay, lang: str, alerts: list[dict], t: float) -> dict:
     shapes += [{"type": "rect", "xref": "x", "yref": "paper", "x0": clock(w.start, tz, True), "x1": clock(w.end, tz, True),
                "y0": 0, "y1": 1, "fillcolor": "#ffcdd2" if w.kind == "outage" else "#ffe0b2", "opacity": 0.6,
                "line": {"width": 0}, "layer": "below"} for w in replay.windows]
-    annotations = [{"x": clock(w.start, tz, True), "y": 1, "yref": "paper", "text": f"{tr(w.kind, lang)}: {w.label}",
+    annotations = [{"x": clock(w.start, tz, True), "y": 1, "yref": "paper", "yanchor": "bottom",
+                    "text": f"{tr(w.kind, lang)}: {w.label}",  # above the plot, clear of the markers
                     "showarrow": False, "xanchor": "left", "font": {"size": 10, "color": "#b71c1c"}}
                    for w in replay.windows]
     return {"data": traces, "layout": {

@@ -53,6 +53,15 @@ def _alert(run, rule):
     return next(a for a in run.result["alerts"] if a["rule"] == rule)
 
 
+def _page_text(component) -> str:
+    """Every text and class name in a component tree, as the page would hold them."""
+    if isinstance(component, (list, tuple)):
+        return " ".join(_page_text(c) for c in component)
+    if not hasattr(component, "to_plotly_json"):
+        return "" if component is None else str(component)
+    return " ".join([getattr(component, "className", "") or "", _page_text(getattr(component, "children", None))])
+
+
 def _bay_trace_names(figure, bay):
     """The legend names of the bay traces whose hover text names `bay`."""
     return {tr["name"] for tr in figure["data"] if tr.get("fill") == "toself"
@@ -154,9 +163,10 @@ def test_a_multi_warehouse_run_draws_each_warehouse_and_counts_across_all(runs):
     assert not any(t and t.startswith("w1.") for tr in w2["data"] if tr.get("fill") == "toself" for t in tr["text"])
     forks = next(tr for tr in w2["data"] if tr.get("name") == "forklift")
     assert forks["text"] and all(x <= pair.warehouses["w2"].spec.building.width_m for x in forks["x"])
-    kpi = str(views.kpi_view(pair, {"kind": "run", "runs": {}}, None, OPERATOR, "en"))
-    assert "warehouse-table" in kpi
-    feed = str(views.alert_feed(pair, "bank-b", "en"))
+    kpi = " ".join(_page_text(views.kpi_view(pair, {"kind": "run", "runs": {}}, None, OPERATOR, "en")).split())
+    assert "Alerts per warehouse" in kpi and kpi.count("warehouse-row") == 3
+    assert "warehouse-row w1 0 0" in kpi and "warehouse-row w2 1 0" in kpi and "warehouse-row cloud 1 0" in kpi
+    feed = _page_text(views.alert_feed(pair, "bank-b", "en"))
     assert double["id"] in feed and theft["id"] not in feed
 
 
@@ -194,8 +204,7 @@ def test_login_tokens_are_signed_by_the_server():
 
 def test_alert_detail_names_rule_params_section_money_and_evidence(medium):
     theft = _alert(medium, "outbound-unauthorized")
-    text = json.dumps(views.alert_detail(medium, theft["id"], OPERATOR, "en").to_plotly_json(), default=str,
-                      ensure_ascii=False)
+    text = _page_text(views.alert_detail(medium, theft["id"], OPERATOR, "en"))
     assert "4.5 出入库监管" in text and "min_lots" in text and "¥" in text
     assert text.count("evidence-entry") >= 2
 
