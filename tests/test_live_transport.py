@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cangtwin.devices.thing_descriptions import thing_descriptions
 from cangtwin.platform.cloud.book import CollateralBook, Loan, Lot
 from cangtwin.platform.edge.auth import DeviceRecord
-from cangtwin.platform.edge.outbox import OutboxConfig
+from cangtwin.platform.edge.outbox import Outbox, OutboxConfig
 from cangtwin.platform.live.cloud_node import CloudNode
-from cangtwin.platform.live.edge_node import EdgeNode
+from cangtwin.platform.live.edge_node import EdgeNode, EdgeStats, GroupCommitter, _CommitNotifyingOutbox
 from cangtwin.platform.live.mqtt import MqttSettings
 from cangtwin.platform.live.store import CloudStore
 from cangtwin.platform.rules.ruleset import load_ruleset
@@ -167,3 +170,45 @@ def test_a_failed_commit_acknowledges_nothing(mosquitto, postgres_server, postgr
     error, counters = asyncio.run(scenario())
     assert isinstance(error, StoreError) and "commit failed" in str(error)
     assert counters.pending >= 1  # what the cloud could not store is still at the edge, unacknowledged
+
+
+class _GatedOutbox(Outbox):
+    """A real group-commit outbox whose fsync waits for the test to open a gate, and counts."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = threading.Event()
+        self.fsyncs = 0
+
+    def make_durable(self) -> None:
+        self.gate.wait(WAIT_S)
+        self.fsyncs += 1
+        super().make_durable()
+
+
+def test_group_commit_acks_frames_and_offers_entries_only_after_the_fsync(tmp_path):
+    outbox = _GatedOutbox(tmp_path / "outbox.db", OutboxConfig(max_bytes=1 << 20, segment_bytes=1 << 16),
+                          Ed25519PrivateKey.generate(), group_commit=True)
+    acked: list[str] = []
+    durable: list[int] = []
+    committer = GroupCommitter(outbox, acked.extend, durable.append)
+    view = _CommitNotifyingOutbox(outbox, lambda head: committer.hand_over(frames, head), EdgeStats())
+    try:
+        frames = ["frame-1", "frame-2"]
+        view.append_many([(b"telemetry-1", 2)], now=1.0)  # the committer starts its fsync, held at the gate
+        frames = ["frame-3"]
+        view.append_many([(b"alert", 0), (b"telemetry-2", 2)], now=1.0)  # waits for the next fsync
+        time.sleep(0.2)
+        assert acked == [] and durable == [], "nothing may be acknowledged before the fsync returns"
+        assert view.next_batch(10, now=1.0) == [], "nothing may go up before the fsync returns"
+        outbox.gate.set()
+        deadline = time.monotonic() + WAIT_S
+        while durable[-1:] != [3] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert acked == ["frame-1", "frame-2", "frame-3"]
+        assert durable[-1] == 3 and outbox.fsyncs <= 2, "appends made during one fsync share the next"
+        view.durable_seq = durable[-1]  # what EdgeNode does on its loop when told
+        assert [e.seq for e in view.next_batch(10, now=1.0)] == [2, 1, 3]  # alert first, all durable
+    finally:
+        committer.close()
+        outbox.close()

@@ -379,3 +379,21 @@ def test_reopening_with_fewer_priorities_than_stored_is_refused(tmp_path: Path) 
     _sample(path)
     with pytest.raises(OutboxError, match=r"seq 5 has priority 2 but config.priorities is 2"):
         Outbox(path, config(priorities=2), KEY)
+
+
+def test_group_commit_leaves_the_fsync_to_make_durable_and_survives_a_reopen(tmp_path: Path) -> None:
+    """Each commit fsyncs (synchronous=FULL) unless group commit is asked for; then commits only
+    write the WAL (NORMAL) and make_durable fsyncs it. Either way what was committed reopens intact."""
+    path = tmp_path / "box.sqlite"
+    with Outbox(tmp_path / "plain.sqlite", config(), KEY) as plain:
+        assert plain._db.execute("PRAGMA synchronous").fetchone()[0] == 2
+        plain.make_durable()  # nothing to do: every commit was synced
+    with Outbox(path, config(), KEY, group_commit=True) as box:
+        assert box._db.execute("PRAGMA synchronous").fetchone()[0] == 1
+        box.append_many([(b"a", 0), (b"b", 2)], now=1.0)
+        box.make_durable()
+        box.ack([1])
+        box.make_durable()
+    with Outbox(path, config(), KEY) as reopened:
+        assert drain(reopened) == [(2, 2, b"b")]
+        assert reopened.take_gaps() == []
