@@ -43,9 +43,13 @@ def inject_tag_cloned(
         label.onset = t
         record(label)
 
+    def on_lifted(_lot: str, t: float) -> None:
+        if label.started is None:  # the bay is short from here on: a scan may see it before the gate
+            label.started = t
+
     def act(_e: simpy.Event) -> None:
         goods.tag = original.tag  # the clone is stuck on; the goods' own tag is cut off
-        warehouse.outbound([leaves], on_left=on_left)
+        warehouse.outbound([leaves], on_left=on_left, on_lifted=on_lifted)
 
     env.timeout(at - env.now).callbacks.append(act)
     return label

@@ -40,9 +40,13 @@ def inject_tag_moved(
         label.onset = t
         record(label)
 
+    def on_lifted(_lot: str, t: float) -> None:
+        if label.started is None:  # the bay is short from here on: a scan may see it before the gate
+            label.started = t
+
     def act(_e: simpy.Event) -> None:
         pledged.tag, released.tag = released.tag, pledged.tag
-        warehouse.outbound([lot], on_left=on_left)
+        warehouse.outbound([lot], on_left=on_left, on_lifted=on_lifted)
 
     env.timeout(at - env.now).callbacks.append(act)
     return label
