@@ -196,7 +196,8 @@ def test_a_bay_without_pledged_goods_is_not_the_banks_business():
 
 def test_released_lots_may_leave_before_the_gate_tells_the_book():
     """A released lot is loaded onto the truck before its gate event drops it from the book; a bay
-    short of no more than its released lots is as booked, and the release itself restarts the count."""
+    short of no more than its free lots (released; never pledged) is as booked, and the release
+    itself restarts the count."""
     rule = mismatch_rule(confirm_scans=2)
     ctx = book_ctx({"B01-01": 2.0, "B01-02": 2.0, "B01-03": 2.0, "B01-04": 2.0})
     assert rule.evaluate(scan("B01", 1.0, 6.0), ctx) == []  # one lot short: suspect
@@ -205,9 +206,13 @@ def test_released_lots_may_leave_before_the_gate_tells_the_book():
     assert [f for t in (5.0, 6.0) for f in rule.evaluate(scan("B01", t, 4.0), ctx)] == []  # both on the truck
     findings = [f for t in (7.0, 8.0) for f in rule.evaluate(scan("B01", t, 2.0), ctx)]  # and a pledged one
     assert len(findings) == 1 and findings[0].targets == ("bay:B01", "lot:B01-01", "lot:B01-02")
-    assert findings[0].detail["released_m3"] == 4.0 and "less than the 4.00 m³ the book allows" in findings[0].summary
+    assert findings[0].detail["free_m3"] == 4.0 and "less than the 4.00 m³ the book allows" in findings[0].summary
     more = mismatch_rule(confirm_scans=1).evaluate(scan("B01", 9.0, 9.0), ctx)  # more than booked is never excused
     assert len(more) == 1
+    mixed = book_ctx({"B01-01": 2.0, "B01-02": 2.0, "B01-03": 2.0})
+    del mixed.book.pledged["B01-03"]  # a lot never pledged, shipped from a pledged bay
+    assert mismatch_rule(confirm_scans=1).evaluate(scan("B01", 1.0, 4.0), mixed) == []
+    assert len(mismatch_rule(confirm_scans=1, only_pledged_bays=False).evaluate(scan("B01", 1.0, 4.0), mixed)) == 1
 
 
 def test_a_suspect_scan_asks_for_a_rescan_until_confirmed_or_cleared():

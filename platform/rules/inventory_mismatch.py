@@ -4,17 +4,17 @@ The book (via `BookSync`) places each lot in a bay (`bay_by_lot`) with its envel
 the receipt (`volume_by_lot`); the LiDAR measures the envelope of whatever stands in the bay.
 A difference beyond both tolerances (relative to the book's volume, and absolute, so an almost
 empty bay is not judged on noise) for `confirm_scans` consecutive scans of the bay raises an
-alert on the bay and its pledged lots. Lots the bank has released may leave at any time: a bay
-short of no more than its released lots is as booked, since they are loaded onto the truck
-before the gate tells the book they left. A change of the book for the bay (an authorized move,
+alert on the bay and its pledged lots. Lots the bank has no claim on (released, and with
+`only_pledged_bays` never pledged) may leave at any time: a bay short of no more than those is
+as booked, since they are loaded onto the truck before the gate tells the book they left. A change of the book for the bay (an authorized move,
 a release) restarts the count, since the scan that raced the change proves nothing; a scan
 too occluded to measure (`max_occluded_fraction`) neither counts nor clears, and is left to
 lidar-tamper. Scans are judged in device time; a scan older than the last one of its bay is
 ignored. A scan that starts or extends an unconfirmed run asks for a rescan (`lidar_rescan`),
 so the confirming scans need not wait for the next period.
 
-Limit: while released lots wait in a bay, a pledged lot of no more volume taken from it
-unseen by the gate is caught only once the released ones leave and the book drops them.
+Limit: while free lots wait in a bay, a pledged lot of no more volume taken from it unseen by
+the gate is caught only once the free ones leave and the book drops them.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class _BayState:
 
     def __init__(self) -> None:
         self.last_at = float("-inf")
-        self.booked: tuple[float, float] | None = None  # (volume on the book, of which released)
+        self.booked: tuple[float, float] | None = None  # (volume on the book, of which free to leave)
         self.streak = 0
         self.since = 0.0
         self.alerted = False
@@ -76,11 +76,12 @@ class InventoryMismatch(Rule):
         lots = sorted(lot for lot, bay in book.bay_by_lot.items() if bay == event.bay)
         pledged = [lot for lot in lots if lot in book.pledged and lot not in book.released]
         expected = sum(book.volume_by_lot.get(lot, 0.0) for lot in lots)
-        released = sum(book.volume_by_lot.get(lot, 0.0) for lot in lots if lot in book.released)
-        if state.booked is None or abs(expected - state.booked[0]) > 1e-9 or abs(released - state.booked[1]) > 1e-9:
-            state.booked, state.streak, state.alerted = (expected, released), 0, False
-        # The nearest volume the book allows: everything booked, or all but the released lots.
-        allowed = min(max(event.volume_m3, expected - released), expected)
+        free = sum(book.volume_by_lot.get(lot, 0.0) for lot in lots
+                   if lot in book.released or (p.only_pledged_bays and lot not in book.pledged))
+        if state.booked is None or abs(expected - state.booked[0]) > 1e-9 or abs(free - state.booked[1]) > 1e-9:
+            state.booked, state.streak, state.alerted = (expected, free), 0, False
+        # The nearest volume the book allows: everything booked, or all but the free lots.
+        allowed = min(max(event.volume_m3, expected - free), expected)
         difference = event.volume_m3 - allowed
         beyond = abs(difference) > p.abs_tolerance_m3 and abs(difference) > p.rel_tolerance * allowed
         if not beyond:
@@ -110,7 +111,7 @@ class InventoryMismatch(Rule):
                     "device": event.device,
                     "measured_m3": event.volume_m3,
                     "expected_m3": round(expected, 4),
-                    "released_m3": round(released, 4),
+                    "free_m3": round(free, 4),
                     "count_estimate": event.count_estimate,
                     "lots_on_book": len(lots),
                     "since": state.since,
