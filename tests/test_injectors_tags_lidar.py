@@ -8,19 +8,21 @@ import pytest
 
 from injector_runs import latency, run_library
 
-LIDAR_PERIOD_S = 60.0
 BAY_CHANGE_S = 65.0  # brief §9: one scan period, then a commanded rescan confirms within seconds
 
 
 def test_cloned_tags_are_caught_by_the_gate_or_by_the_bay_scans():
     outcome, result = run_library("tag-cloned")
     assert result["status"] == "SUCCESS", result["criteria"]
-    # A clone of a pledged, unreleased lot: the gate read alone is an unauthorized outbound.
-    assert result["detections"]["clone-pledged"]["rule"] == "outbound-unauthorized"
+    # A clone of a pledged, unreleased lot: the gate read alone is an unauthorized outbound. The
+    # bay scans may see the goods gone even before the gate, as they are loaded (a negative latency).
+    gate = next(c for c in result["criteria"] if c["name"] == "outbound-unauthorized catches clone-pledged (bank)")
+    assert gate["actual"] <= 2.0
+    assert result["detections"]["clone-pledged"]["rule"] in {"outbound-unauthorized", "inventory-mismatch"}
     assert latency(result, "clone-pledged") <= 2.0
     # A clone of a released lot passes the gate; the LiDAR sees both bays disagree with the book.
     assert result["detections"]["clone-released"]["rule"] == "inventory-mismatch"
-    assert latency(result, "clone-released") <= 2 * LIDAR_PERIOD_S + 10
+    assert latency(result, "clone-released") <= BAY_CHANGE_S
     bays = {a["detail"]["bay"] for a in result["alerts"] if a["rule"] == "inventory-mismatch"}
     assert {"B09", "B10"} <= bays  # one bay emptier, the other fuller than the book
     assert result["false_alarms"] == [] and result["missed"] == []
