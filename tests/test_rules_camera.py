@@ -76,6 +76,22 @@ def test_a_covered_or_replayed_picture_says_nothing_about_the_mount():
     assert [f.detail["condition"] for f in run(garbage_shift + replayed_shift)] == ["covered", "frozen"]
 
 
+def test_a_truck_filling_a_gate_cameras_view_is_not_a_turned_camera_until_it_outstays_any_truck():
+    """The medium site's gate camera with a truck in its face: nothing of the reference lines up
+    and the phase correlation peaks anywhere, but the picture has five times the texture the gate
+    had (measured: 5.4). A turned camera sees more of the same warehouse (0.84 and 0.99 measured)
+    and alerts after 3 frames; such a view only after 30 (60 s)."""
+    arriving = [obs(0, shift=20.8, anchored=0.0, ratio=0.55)]  # texture compares with the frame before
+    standing = [obs(t, shift=36.8, anchored=0.0, ratio=5.4) for t in range(2, 10, 2)]
+    gone = [obs(t) for t in range(10, 20, 2)]
+    assert run(arriving + standing + gone) == []
+    parked = [obs(t, shift=36.8, anchored=0.0, ratio=5.4) for t in range(20, 80, 2)]
+    [finding] = run(parked)
+    assert (finding.detail["condition"], finding.detail["frames"], finding.event_time) == ("moved", 30, 20.0)
+    too_dark = [obs(t, shift=9.0, anchored=0.0, ratio=0.3) for t in range(100, 110, 2)]
+    assert run(too_dark) == []
+
+
 def test_motion_and_learning_frames_are_not_tamper():
     learning = [obs(t, ratio=None, shift=None, motion=None) for t in (0, 2, 4, 6)]
     crossing = [obs(t, motion=0.3) for t in (8, 10, 12, 14, 16)]

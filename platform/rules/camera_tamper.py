@@ -11,10 +11,15 @@ showed), and the condition must be absent for `clear_frames` frames before it ca
 - frozen: `frozen_score` at or above `frozen_score` (exact repeats of recent frames: a frozen
   or looping output; honest frames carry fresh sensor noise and never repeat).
 - moved: the view has shifted at least `moved_shift_px` against the camera's reference frame
-  and at most `moved_max_anchored` of the reference's structure still lines up where it was,
+  and at most `moved_max_anchored` of the reference's edges still line up where they were,
   while neither covered nor frozen (a flat or replayed image says nothing about the mount). A
-  truck parked in a view hides part of it and leaves the rest lined up, so it is not a turned
-  camera however long it stands there, and `moved` needs no longer a wait than the others.
+  truck parked in part of a view leaves the rest lined up, so it is not a turned camera however
+  long it stands there. A truck in a gate camera's face can fill the whole view for as long as it
+  stands there; what it shows is not the kind of scene the camera watched (its texture, relative
+  to brightness, is several times the camera's baseline, or far below it), whereas a turned
+  camera sees more of the same warehouse. So `moved` alerts after `moved_frames` frames whose
+  texture ratio stays within a factor `moved_texture_band` of the baseline, and otherwise only
+  after `moved_frames_unlike` frames (longer than a truck stands in a gate).
 
 Motion in the view (a forklift crossing) changes none of these.
 """
@@ -43,6 +48,8 @@ class Params(StrictModel):
     moved_shift_px: float = pydantic.Field(default=2.0, gt=0, le=100)
     moved_max_anchored: float = pydantic.Field(default=0.3, ge=0, lt=1)
     moved_frames: int = pydantic.Field(default=3, ge=1, le=1000)
+    moved_texture_band: float = pydantic.Field(default=2.0, gt=1, le=100)
+    moved_frames_unlike: int = pydantic.Field(default=30, ge=1, le=1000)
     clear_frames: int = pydantic.Field(default=3, ge=1, le=1000)
 
 
@@ -55,6 +62,7 @@ class Entry(RuleEntry):
 class _Streak:
     since: float | None = None  # clock of the first frame of the current run
     frames: int = 0
+    like: int = 0  # moved only: the latest run of frames that look like the scene the camera watched
     clear: int = 0
     alerted: bool = False
 
@@ -76,18 +84,29 @@ class CameraTamper(Rule):
                  and obs.anchored is not None and obs.anchored <= p.moved_max_anchored)
         return {"covered": covered, "frozen": frozen, "moved": moved}
 
+    def _scene_like(self, obs: CameraObservation) -> bool:
+        """The view still has the texture of the scene the camera watched (see `moved`)."""
+        band = self.params.moved_texture_band
+        return obs.texture_ratio is not None and 1 / band <= obs.texture_ratio <= band
+
+    def _ready(self, condition: Condition, streak: _Streak) -> bool:
+        p = self.params
+        if condition == "covered":
+            return streak.frames >= p.covered_frames
+        if condition == "frozen":
+            return streak.frames >= p.frozen_frames
+        return streak.like >= p.moved_frames or streak.frames >= p.moved_frames_unlike
+
     def evaluate(self, event: CameraObservation, ctx: EdgeContext) -> list[Finding]:
         device = event.device
         if event.at <= self._last_at.get(device, float("-inf")):
             return []  # an older frame arriving late says nothing about now
         self._last_at[device] = event.at
-        needed = {"covered": self.params.covered_frames, "frozen": self.params.frozen_frames,
-                  "moved": self.params.moved_frames}
         findings = []
         for condition, holds in self._conditions(event).items():
             streak = self._streaks.setdefault((device, condition), _Streak())
             if not holds:
-                streak.since, streak.frames = None, 0
+                streak.since, streak.frames, streak.like = None, 0, 0
                 streak.clear += 1
                 if streak.clear >= self.params.clear_frames:
                     streak.alerted = False
@@ -96,7 +115,8 @@ class CameraTamper(Rule):
             if streak.since is None:
                 streak.since = event.at
             streak.frames += 1
-            if streak.alerted or streak.frames < needed[condition]:
+            streak.like = streak.like + 1 if self._scene_like(event) else 0
+            if streak.alerted or not self._ready(condition, streak):
                 continue
             streak.alerted = True
             findings.append(
