@@ -4,11 +4,14 @@ own live platform, are in test_live_realtime.py.)"""
 
 from __future__ import annotations
 
+import queue
 import re
 import time
 from pathlib import Path
 
 import httpx
+import msgspec
+import paho.mqtt.client as mqtt
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -22,6 +25,7 @@ from cangtwin.platform.live import topics
 from cangtwin.platform.wire import seal
 from cangtwin.scenarios.live.adapter import AlertCollector, DevicePublisher, load_adapter
 from cangtwin.scenarios.live.cli import live_run
+from cangtwin.scenarios.live.devices import ActionRefused, DeviceActions
 
 from services import MissingBinary, skip_or_fail, start_mosquitto
 
@@ -43,6 +47,9 @@ def adapter_file(tmp_path: Path, name: str = "adapter.yaml", **data) -> Path:
     ({"alerts": {"poll": {"url": "ftp://x", "token": "t"}}}, r"adapter\.yaml:\d+: alerts\.poll\.url"),
     ({"clock": {"speed": 60}}, r"adapter\.yaml:\d+: clock: .*needs start and at"),
     ({"broker": {"port": 0}}, r"adapter\.yaml:\d+: broker\.port"),
+    ({"command_topic": "x/{deviceId}/{event}"}, r"adapter\.yaml:\d+: command_topic: .*unknown variable \{event\}"),
+    ({"bank_api": {"url": "http://x/v1", "token": "t"}}, r"adapter\.yaml:\d+: bank_api\.token: Extra inputs"),
+    ({"bank_api": {"tokens": {"bank-a": "t"}}}, r"adapter\.yaml:\d+: bank_api\.url: Field required"),
 ])
 def test_bad_adapter_file_is_one_located_line(tmp_path, data, expected):
     with pytest.raises(InputError) as error:
@@ -56,8 +63,20 @@ def test_bad_adapter_file_is_one_located_line(tmp_path, data, expected):
 def test_live_run_refuses_what_it_cannot_play_and_a_foreign_speed(tmp_path):
     clock = {"speed": 20.0, "start": 1.0e9, "at": time.time()}
     config = adapter_file(tmp_path, clock=clock)
+    # a release needs the platform's bank API: an adapter without one is told so, by file and field
     result = CliRunner().invoke(live_run, [str(LIBRARY / "demo-outbound.yaml"), "--config", str(config)])
-    assert result.exit_code == 2 and "operations[1]: release: a bank action on the platform" in result.output
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert re.search(r"adapter\.yaml:\d+: bank_api: missing: demo-outbound\.yaml operations\[1\] \(release\)",
+                     result.output), result.output
+    api = {"url": "http://127.0.0.1:9/v1", "tokens": {"bank-z": "t"}}
+    no_desk = adapter_file(tmp_path, "no-desk.yaml", clock=clock, bank_api=api)
+    result = CliRunner().invoke(live_run, [str(LIBRARY / "demo-outbound.yaml"), "--config", str(no_desk)])
+    assert result.exit_code == 2 and re.search(r"no-desk\.yaml:\d+: bank_api\.tokens\.bank-a: missing: .*LN-A-001",
+                                               result.output), result.output
+    no_operator = adapter_file(tmp_path, "no-ops.yaml", clock=clock, bank_api={**api, "tokens": {"bank-a": "t"}})
+    result = CliRunner().invoke(live_run, [str(LIBRARY / "rules-update.yaml"), "--config", str(no_operator)])
+    assert result.exit_code == 2 and re.search(r"no-ops\.yaml:\d+: bank_api\.operator: missing: .*only the operator",
+                                               result.output), result.output
     outage = tmp_path / "outage.yaml"
     outage.write_text((LIBRARY / "authorized-release.yaml").read_text(encoding="utf-8").split("operations:")[0]
                       + "injections:\n  - {kind: uplink-outage, id: o-1, at: 1m, duration: 5m}\n", encoding="utf-8")
@@ -156,3 +175,53 @@ def test_alerts_by_webhook(tmp_path):
         assert collector.malformed and collector.answered
     finally:
         collector.stop()
+
+
+def test_devices_take_their_td_actions_and_refuse_a_malformed_command(mosquitto, tmp_path):
+    """Each device listens on its TD's action forms (and only a device whose TD has the action);
+    the input decodes per the TD, and the old JSON wire is refused with a reason naming it."""
+    adapter = load_adapter(adapter_file(tmp_path, broker={"host": mosquitto.host, "port": mosquitto.port}))
+    assert adapter.command_topics("cam-1", "camera") == {"capture_evidence": "cangtwin/small/cam-1/command/capture_evidence"}
+    assert adapter.command_topics("rfid-g1", "rfid-reader") == {}
+    templated = load_adapter(adapter_file(tmp_path, "t.yaml", topic="plant/{siteId}/{deviceId}",
+                                          command_topic="plant/{siteId}/{deviceId}/do/{action}"))
+    assert templated.command_topics("lidar-1", "lidar") == {"scan": "plant/small/lidar-1/do/scan"}
+    got: queue.Queue = queue.Queue()
+    publisher = DevicePublisher(adapter, {"cam-1": "camera", "lidar-1": "lidar", "rfid-g1": "rfid-reader"},
+                                on_command=lambda *command: got.put(command))
+    edge = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="edge-stand-in")
+    try:
+        publisher.connect_all()  # returns once each device's action topics are subscribed
+        edge.connect(mosquitto.host, mosquitto.port)
+        edge.loop_start()
+        good = msgspec.msgpack.encode({"reason": "small-A000001"})
+        old_wire = b'{"action": "capture_evidence", "reason": "small-A000001"}'
+        for topic, payload in [(topics.device_command("small", "cam-1", "capture_evidence"), good),
+                               (topics.device_command("small", "cam-1", "capture_evidence"), old_wire),
+                               (topics.device_command("small", "lidar-1", "scan"), good),
+                               (topics.device_command("small", "rfid-g1", "scan"), good)]:  # not in its TD: unheard
+            edge.publish(topic, payload, qos=1).wait_for_publish(10)
+        heard = sorted(got.get(timeout=10) for _ in range(3))
+        time.sleep(0.3)
+        assert got.empty() and [(d, a) for d, a, _ in heard] == [("cam-1", "capture_evidence")] * 2 + [("lidar-1", "scan")]
+    finally:
+        edge.loop_stop()
+        publisher.close()
+    actions, types = DeviceActions(thing_descriptions()), {"cam-1": "camera", "lidar-1": "lidar"}
+    taken, refused = [], []
+    for device, action, payload in heard:
+        try:
+            taken.append((device, action, actions.decode(device, types[device], action, payload)))
+        except ActionRefused as err:
+            refused.append(str(err))
+    assert taken == [("cam-1", "capture_evidence", {"reason": "small-A000001"}),
+                     ("lidar-1", "scan", {"reason": "small-A000001"})]
+    assert refused == ["cam-1: action capture_evidence: input is not what the camera Thing Description declares "
+                       "(application/msgpack): it is JSON"]
+    with pytest.raises(ActionRefused, match=r"cam-1: action capture_evidence: .*unknown field `action`"):
+        actions.decode("cam-1", "camera", "capture_evidence", msgspec.msgpack.encode({"action": "x", "reason": "y"}))
+    with pytest.raises(ActionRefused, match=r"length <= 64 - at `\$\.reason`"):
+        actions.decode("cam-1", "camera", "capture_evidence", msgspec.msgpack.encode({"reason": "r" * 65}))
+    with pytest.raises(ActionRefused, match=r"cam-1: no action 'scan' in the camera Thing Description \(it offers: "
+                                            r"capture_evidence\)"):
+        actions.decode("cam-1", "camera", "scan", good)

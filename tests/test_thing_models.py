@@ -22,7 +22,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cangtwin.devices.thing_descriptions import TD_DIR, thing_descriptions
+from cangtwin.platform.live import topics
+from cangtwin.platform.live.edge_node import EdgeNode
 from cangtwin.platform.thing_model import ThingModel, ThingModelError
+from cangtwin.scenarios.live.devices import ActionRefused, DeviceActions
 
 REPO = Path(__file__).resolve().parents[1]
 TDS = thing_descriptions()
@@ -114,6 +117,43 @@ def test_every_event_has_an_mqtt_form(name: str, kind: str) -> None:
         and (f["href"].startswith("mqtt://") or td.get("base", "").startswith("mqtt://"))
     ]
     assert mqtt, f"{name}: event {kind} has no MQTT form with an href and mqv:qos"
+
+
+ACTIONS = sorted((name, action) for name, td in TDS.items() for action in td.get("actions", {}))
+
+
+@pytest.mark.parametrize(("name", "action"), ACTIONS)
+def test_every_action_has_one_msgpack_mqtt_form_at_its_command_topic(name: str, action: str) -> None:
+    [form] = TDS[name]["actions"][action]["forms"]
+    assert form["contentType"] == "application/msgpack" and form["op"] == ["invokeaction"]
+    assert form["href"].format(siteId="s", deviceId="d") == topics.device_command("s", "d", action)
+
+
+@given(reason=st.text(max_size=64))
+@settings(max_examples=50, deadline=None)
+def test_what_the_live_edge_publishes_is_what_each_action_input_allows(reason: str) -> None:
+    """The live edge's own encoder (EdgeNode._send_command) against the device side's TD decoders:
+    one wire for commands, the TD's. A stand-in replaces only the edge's MQTT link."""
+    assert [a for _, a in ACTIONS] == ["capture_evidence", "scan"]
+    sent: list[tuple[str, bytes]] = []
+    edge = type("Edge", (), {"site": "small", "device_link": type("Link", (), {
+        "publish": staticmethod(lambda topic, data: sent.append((topic, data)))})()})()
+    actions = DeviceActions(TDS)
+    for name, action in ACTIONS:
+        EdgeNode._send_command(edge, "dev-1", action, {"reason": reason})
+        topic, data = sent.pop()
+        assert topics.parse(topic) == ("small", f"command:{action}", "dev-1")
+        assert actions.decode("dev-1", name, action, data) == {"reason": reason}
+        with pytest.raises(ActionRefused, match=f"dev-1: action {action}: .*unknown field `action`"):
+            actions.decode("dev-1", name, action, encode({"action": action, "reason": reason}))
+
+
+def test_an_action_form_that_is_not_msgpack_is_refused_by_the_device_side() -> None:
+    td = copy.deepcopy(TDS["camera"])
+    td["actions"]["capture_evidence"]["forms"][0]["contentType"] = "application/json"
+    with pytest.raises(ValueError, match="camera: action capture_evidence: forms must carry application/msgpack, "
+                                         "not application/json"):
+        DeviceActions({"camera": td})
 
 
 @pytest.mark.parametrize("name", sorted(TDS))

@@ -8,6 +8,8 @@ The adapter file (YAML, strict; a mistake is one line naming file, line and fiel
     broker: {host: 127.0.0.1, port: 1883}
     site: small                           # the platform's id of the warehouse: {siteId} in topics
     topic: "cangtwin/{siteId}/dev/{deviceId}"   # omit: each event's form href in the device's TD
+    command_topic: "cangtwin/{siteId}/dev/{deviceId}/do/{action}"  # omit: each action's form href in the TD
+                                          # (with `topic` given and this omitted, devices take no commands)
     logins:                               # omit for an anonymous broker
       username: "{siteId}.{deviceId}"
       passwords: {rfid-g1: "…", loop-g1: "…"}
@@ -17,6 +19,10 @@ The adapter file (YAML, strict; a mistake is one line naming file, line and fiel
       # or: webhook: {port: 8765, path: /alerts, token: "…"}   (the harness listens on 127.0.0.1)
       fields: {targets: targets, event_time: event_time}       # where each alert field is; dotted paths
     settle_s: 5                           # keep listening this long after the last frame was accepted
+    bank_api:                             # omit when the scenario has no release or rules-update
+      url: http://127.0.0.1:8080/v1
+      tokens: {bank-a: "ctw_…"}           # each lending bank's token: its release orders
+      operator: "ctw_…"                   # the operator's: rule sets
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import time
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -36,13 +42,14 @@ import pydantic
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cangtwin.devices.thing_descriptions import thing_descriptions
-from cangtwin.platform.config_file import StrictModel, parse_yaml_located, read_text
+from cangtwin.platform.config_file import InputError, Locator, StrictModel, parse_yaml_located, read_text
 from cangtwin.platform.live.config import ClockFile
 from cangtwin.platform.records import Alert
 from cangtwin.platform.wire import split
 from cangtwin.scenarios.matching import SeenAlert
 
 TOPIC_VARIABLES = {"siteId", "deviceId", "event"}  # the TDs' uriVariables, and the event's name
+COMMAND_VARIABLES = {"siteId", "deviceId", "action"}  # the TDs' uriVariables, and the action's name
 CONNECT_TIMEOUT_S = 10.0
 
 
@@ -102,14 +109,25 @@ class AlertsSpec(StrictModel):
         return self
 
 
+class BankApiSpec(StrictModel):
+    """The platform's bank API, for a scenario's bank operations (scenarios/live/bank.py)."""
+
+    url: str = pydantic.Field(pattern=r"^https?://", description="the API's base, e.g. http://host:8080/v1")
+    tokens: dict[str, str] = pydantic.Field(default={}, description="bank → its token")
+    operator: str | None = None
+    timeout_s: float = pydantic.Field(default=10.0, gt=0, le=300)
+
+
 class AdapterFile(StrictModel):
     broker: BrokerSpec = BrokerSpec()
     site: str = pydantic.Field(min_length=1)
     topic: str | None = None
+    command_topic: str | None = None
     logins: LoginsSpec | None = None
     clock: ClockFile = ClockFile()
     alerts: AlertsSpec
     settle_s: float = pydantic.Field(default=5.0, ge=0, le=3600)
+    bank_api: BankApiSpec | None = None
 
     @pydantic.field_validator("topic")
     @classmethod
@@ -118,25 +136,34 @@ class AdapterFile(StrictModel):
             _check_template(topic)
         return topic
 
+    @pydantic.field_validator("command_topic")
+    @classmethod
+    def _known_command_variables(cls, topic: str | None) -> str | None:
+        if topic is not None:
+            _check_template(topic, COMMAND_VARIABLES)
+        return topic
 
-def _check_template(template: str) -> None:
+
+def _check_template(template: str, variables: set[str] = TOPIC_VARIABLES) -> None:
     try:
         names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError as exc:
         raise ValueError(f"not a topic template: {exc}") from None
-    unknown = sorted(names - TOPIC_VARIABLES)
+    unknown = sorted(names - variables)
     if unknown:
-        raise ValueError(f"unknown variable {{{unknown[0]}}} (have: {', '.join(sorted(TOPIC_VARIABLES))})")
+        raise ValueError(f"unknown variable {{{unknown[0]}}} (have: {', '.join(sorted(variables))})")
     if "+" in template or "#" in template:
-        raise ValueError("a topic to publish to cannot hold the wildcards + or #")
+        raise ValueError("a device's own topic cannot hold the wildcards + or #")
 
 
 class Adapter:
     """A loaded adapter file: how to reach the platform under test."""
 
-    def __init__(self, spec: AdapterFile, source: str) -> None:
+    def __init__(self, spec: AdapterFile, source: str, locator: Locator | None = None) -> None:
         self.spec, self.source = spec, source
-        self._hrefs = _td_hrefs()
+        self._locator = locator or Locator(source, {})
+        self._hrefs = _td_hrefs("events")
+        self._action_hrefs = _td_hrefs("actions")
 
     @property
     def speed(self) -> float:
@@ -159,6 +186,22 @@ class Adapter:
                 raise AdapterError(f"{device_type or device}: no Thing Description has a form for event {event!r}")
         return _format(template, siteId=self.spec.site, deviceId=device, event=event)
 
+    def command_topics(self, device: str, device_type: str | None) -> dict[str, str]:
+        """Action → the topic `device` takes it on: the adapter's command template, else the action's
+        form in its TD. None when the adapter maps events by template but says nothing of commands."""
+        actions = sorted(action for (kind, action) in self._action_hrefs if kind == device_type)
+        if self.spec.command_topic is not None:
+            return {a: _format(self.spec.command_topic, siteId=self.spec.site, deviceId=device, action=a)
+                    for a in actions}
+        if self.spec.topic is not None:
+            return {}
+        return {a: _format(self._action_hrefs[(device_type, a)], siteId=self.spec.site, deviceId=device)
+                for a in actions}
+
+    def error(self, path: tuple, message: str) -> InputError:
+        """A mistake about a field of the adapter file, at its line (or its parent's, if it is missing)."""
+        return self._locator.error(path, message)
+
     def login(self, device: str) -> tuple[str, str] | None:
         logins = self.spec.logins
         if logins is None or device not in logins.passwords:
@@ -170,26 +213,30 @@ def _format(template: str, **values: str) -> str:
     return template.format(**values)
 
 
-def _td_hrefs() -> dict[tuple[str, str], str]:
-    """(device type, event) → the href of the event's first form, with TD-style {variables}."""
+def _td_hrefs(affordances: str) -> dict[tuple[str, str], str]:
+    """(device type, event or action) → the href of its first form, with TD-style {variables}."""
     hrefs = {}
     for device_type, td in thing_descriptions().items():
-        for event, affordance in td.get("events", {}).items():
+        for name, affordance in td.get(affordances, {}).items():
             forms = affordance.get("forms") or []
             if forms:
-                hrefs[(device_type, event)] = forms[0]["href"]
+                hrefs[(device_type, name)] = forms[0]["href"]
     return hrefs
 
 
 def load_adapter(path: str | Path) -> Adapter:
-    spec, _ = parse_yaml_located(read_text(path), AdapterFile, str(path))
-    return Adapter(spec, str(path))
+    spec, locator = parse_yaml_located(read_text(path), AdapterFile, str(path))
+    return Adapter(spec, str(path), locator)
 
 
 # --- device side ------------------------------------------------------------------------------
 
+Command = Callable[[str, str, bytes], None]  # (device, action, the payload as it came)
+
+
 class DevicePublisher:
-    """One MQTT session per device, each with its own login; frames go out at QoS 1.
+    """One MQTT session per device, each with its own login; frames go out at QoS 1, and each
+    device takes its TD's actions on their topics (QoS 1), handed to `on_command` as they came.
 
     Publishing never blocks the twin; `drain` waits until the broker has answered every frame.
     A frame from a device the harness did not provision (a forged one) gets a session of its own,
@@ -197,9 +244,10 @@ class DevicePublisher:
     broker's refusals (of the session, or of a publish: MQTT 5 says "Not authorized") are counted.
     """
 
-    def __init__(self, adapter: Adapter, devices: dict[str, str]) -> None:
+    def __init__(self, adapter: Adapter, devices: dict[str, str], on_command: Command | None = None) -> None:
         self.adapter = adapter
         self.types = dict(devices)  # device id → device type
+        self.on_command = on_command
         self.sessions: dict[str, mqtt.Client | None] = {}  # None: the broker refused the session
         self.refused: dict[str, str] = {}  # device → why the broker refused its session
         self.sent = 0
@@ -229,10 +277,24 @@ class DevicePublisher:
         if login is not None:
             client.username_pw_set(*login)
 
-        def on_connect(_c, _u, _f, reason, _p) -> None:
+        commands = {topic: action for action, topic in
+                    self.adapter.command_topics(device, self.types.get(device)).items()} if self.on_command else {}
+
+        def on_connect(c, _u, _f, reason, _p) -> None:
             if reason.is_failure:
                 self.refused[device] = str(reason)
+            elif commands:  # on every (re)connect: a clean session forgets subscriptions
+                c.subscribe([(topic, 1) for topic in sorted(commands)])
+                return  # ready once the broker has granted them: no early command is missed
             connected.set()
+
+        def on_subscribe(_c, _u, _mid, _reasons, _p) -> None:
+            connected.set()
+
+        def on_message(_c, _u, message: mqtt.MQTTMessage) -> None:
+            action = commands.get(message.topic)
+            if action is not None:
+                self.on_command(device, action, message.payload)
 
         def on_publish(_c, _u, _mid, reason, _p) -> None:
             with self._lock:
@@ -241,6 +303,8 @@ class DevicePublisher:
 
         client.on_connect = on_connect
         client.on_publish = on_publish
+        client.on_message = on_message
+        client.on_subscribe = on_subscribe
         client.reconnect_delay_set(min_delay=0.05, max_delay=1)
         broker = self.adapter.spec.broker
         try:

@@ -80,11 +80,13 @@ def provision(scenario: Scenario, out: Path, *, broker_host: str = "127.0.0.1", 
     # The platform's clock reads the scenario's start now, so time-of-day rules see the scenario's hours.
     clock = {"speed": float(speed), "start": float(scenario.start_epoch), "at": float(at if at is not None else time.time())}
     _dump(out / "site-plan.yaml", site_geometry(scenario.site).model_dump(mode="json"))
-    tokens = {"harness": new_token(), **{bank: new_token() for bank in sorted({l.bank for l in book.loans.values()})}}
+    banks = {bank: new_token() for bank in sorted({l.bank for l in book.loans.values()})}
+    tokens = {"harness": new_token(), "operator": new_token(), **banks}
     _dump(out / "access.yaml", {"tokens": [
         {"name": "harness", "role": "regulator", "sha256": hash_token(tokens["harness"])},
+        {"name": "operator", "role": "operator", "sha256": hash_token(tokens["operator"])},
         *({"name": f"{bank}-desk", "role": "bank", "bank": bank, "sha256": hash_token(token)}
-          for bank, token in tokens.items() if bank != "harness")]})
+          for bank, token in banks.items())]})
     _dump(out / "tokens.yaml", {"tokens": tokens}, private=True)
     serve = {
         "broker": {"host": broker_host, "port": broker_port},
@@ -121,6 +123,8 @@ def provision(scenario: Scenario, out: Path, *, broker_host: str = "127.0.0.1", 
         "clock": clock,
         "alerts": {"poll": {"url": f"http://127.0.0.1:{api_port}/v1/alerts", "token": tokens["harness"],
                             "interval_s": 0.25, "page_size": 1000}},
+        # the scenario's release orders by each bank's desk, its rule files by the operator
+        "bank_api": {"url": f"http://127.0.0.1:{api_port}/v1", "tokens": banks, "operator": tokens["operator"]},
     }, private=True)
     (out / "devices.json").write_text(json.dumps(
         [{"id": r.id, "type": r.type, "key_hex": r.key.hex(), "attrs": dict(r.attrs)} for r in records], indent=1),
@@ -174,6 +178,7 @@ def live_provision(scenario: Path, out: Path, seed: int | None, broker: str, api
 def live_run(scenario: Path, config: Path, speed: float | None, seed: int | None, out: Path) -> None:
     """Play SCENARIO in real time (times --speed) against a live platform, through an adapter."""
     from cangtwin.scenarios.live.adapter import AdapterError, load_adapter
+    from cangtwin.scenarios.live.bank import check_bank_api
     from cangtwin.scenarios.live.realtime import LiveRun, check_live, live_result
     from cangtwin.scenarios.report import print_summary
     from cangtwin.scenarios.result import passed
@@ -183,6 +188,7 @@ def live_run(scenario: Path, config: Path, speed: float | None, seed: int | None
         loaded = load_scenario(scenario, seed)
         adapter = load_adapter(config)
         check_live(loaded)
+        check_bank_api(loaded, adapter)
     except InputError as err:
         _fail(str(err), 2)
     if speed is not None and speed != adapter.speed:
@@ -209,6 +215,12 @@ def live_run(scenario: Path, config: Path, speed: float | None, seed: int | None
     print_summary(console, {**result, "messages": {**inside, **result["messages"]}}, loaded.site.spec.timezone)
     if not figures.endpoint_answered:
         errors.print(f"warning: the alert endpoint never answered: {figures.endpoint_error}", markup=False)
+    failed_calls = [call for call in figures.bank_calls if not call["ok"]]
+    for call in failed_calls:
+        errors.print(f"error: bank API: {call['operation']} {call['kind']}: {call['status'] or 'no answer'}: "
+                     f"{call['message']}", markup=False, highlight=False, soft_wrap=True)
+    for refusal in figures.command_refusals[:5]:
+        errors.print(f"warning: a device refused a command: {refusal}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"live at {figures.speed:g}x: {figures.published} frames published, {figures.broker_acked} "
                   f"acknowledged by the broker, twin lag at most {figures.max_lag_s} s; wrote {folder / 'result.json'}")
-    sys.exit(0 if passed(result) and figures.endpoint_answered else 1)
+    sys.exit(0 if passed(result) and figures.endpoint_answered and not failed_calls else 1)

@@ -1,4 +1,6 @@
-"""Devices as MQTT clients: each publishes its sealed frames to its own topic, with its own login.
+"""Devices as MQTT clients: each publishes its sealed frames to its own topic, with its own login,
+and takes the actions its Thing Description offers (`capture_evidence`, `scan`) in the form the TD
+declares: a MessagePack object holding the action's `input`, on the action's form topic.
 
 The harness side of live mode; the frames are the same wire bytes the twin's devices send in
 virtual time.
@@ -6,17 +8,68 @@ virtual time.
 
 from __future__ import annotations
 
+import json
 import queue
 import time
 
+import msgspec
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cangtwin.platform.live import topics
+from cangtwin.platform.thing_model import _payload_struct
 from cangtwin.platform.wire import split
 
 WAIT_S = 10.0
+ACTION_CONTENT_TYPE = "application/msgpack"
+
+
+class ActionRefused(ValueError):
+    """A command the device does not take: no such action in its TD, or an input the TD does not allow."""
+
+
+class DeviceActions:
+    """The actions each device type's Thing Description offers, each input compiled into a strict
+    decoder (the compiler the platform uses for events, so unknown fields, wrong types and values
+    out of range are refused alike). The device side of the action forms the live edge publishes to.
+    """
+
+    def __init__(self, tds: dict[str, dict]) -> None:
+        self.decoders: dict[tuple[str, str], msgspec.msgpack.Decoder] = {}
+        for device_type, td in tds.items():
+            for action, affordance in td.get("actions", {}).items():
+                content = {form.get("contentType", ACTION_CONTENT_TYPE) for form in affordance.get("forms", [])}
+                if content != {ACTION_CONTENT_TYPE}:
+                    raise ValueError(f"{device_type}: action {action}: forms must carry {ACTION_CONTENT_TYPE}, "
+                                     f"not {', '.join(sorted(content)) or 'nothing'}")
+                struct = _payload_struct(td.get("title", device_type), action, affordance.get("input", {}))
+                self.decoders[(device_type, action)] = msgspec.msgpack.Decoder(struct)
+
+    def actions(self, device_type: str | None) -> list[str]:
+        return sorted(action for kind, action in self.decoders if kind == device_type)
+
+    def decode(self, device: str, device_type: str | None, action: str, payload: bytes) -> dict:
+        """The action's input as a dict; ActionRefused (one line naming device, action and why) otherwise."""
+        decoder = self.decoders.get((device_type, action))
+        if decoder is None:
+            offered = ", ".join(self.actions(device_type)) or "none"
+            raise ActionRefused(f"{device}: no action {action!r} in the {device_type} Thing Description "
+                                f"(it offers: {offered})")
+        try:
+            return msgspec.structs.asdict(decoder.decode(payload))
+        except msgspec.DecodeError as err:
+            why = "it is JSON" if _is_json(payload) else str(err)
+            raise ActionRefused(f"{device}: action {action}: input is not what the {device_type} Thing Description "
+                                f"declares ({ACTION_CONTENT_TYPE}): {why}") from None
+
+
+def _is_json(payload: bytes) -> bool:
+    try:
+        json.loads(payload)
+    except ValueError:
+        return False
+    return True
 
 
 class DeviceClient:

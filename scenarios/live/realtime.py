@@ -12,17 +12,23 @@ frames with the platform's time at sending, as NTP-disciplined devices would, pl
 offset and drift, so a twin that lags for a moment does not make honest clocks look skewed. The
 twin's time and the platform's differ by a constant set when the run starts (the set-up time at
 the platform's speed): labels are shifted by it, so label and alert times are both platform time.
+
+Bank operations (`release`, `rules-update`) go through the platform's bank API at their times
+(`scenarios/live/bank.py`); commands the platform sends devices come back into the twin, each
+decoded per its device's Thing Description, or refused with the reason.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import queue
 import time
 from typing import Callable
 
 import msgspec
 import simpy.rt
 
+from cangtwin.devices.thing_descriptions import thing_descriptions
 from cangtwin.fraud.camera import inject_camera_tamper
 from cangtwin.fraud.device_faults import inject_clock_drift, inject_device_failure, inject_replay, inject_scale_offset
 from cangtwin.fraud.forged_device import inject_forged_device
@@ -37,6 +43,8 @@ from cangtwin.platform.cloud.book import CollateralBook, Loan, Lot
 from cangtwin.platform.config_file import InputError
 from cangtwin.scenarios.eventlog import EventLog
 from cangtwin.scenarios.live.adapter import Adapter, AlertCollector, DevicePublisher
+from cangtwin.scenarios.live.bank import BankDesk
+from cangtwin.scenarios.live.devices import ActionRefused, DeviceActions
 from cangtwin.scenarios.matching import CLOCK_SLACK_S, SeenAlert
 from cangtwin.scenarios.result import build_result
 from cangtwin.scenarios.rig import Rig
@@ -52,6 +60,8 @@ from cangtwin.scenarios.spec import (
     Outbound,
     PartialWheel,
     PersonOnScale,
+    Release,
+    RulesUpdate,
     Scenario,
     Substitution,
     TagCloned,
@@ -61,15 +71,16 @@ from cangtwin.scenarios.spec import (
 from cangtwin.twin.rng import RandomStreams
 from cangtwin.twin.site import MultiSite
 
-# What acts on the twin or a device, so it needs nothing from the platform's inside. Bank actions
-# (release, rule updates) and faults of links, edges, stores and markets are the platform's side:
-# live faults have their own tools (scenarios/live/fault_proxy.py, kill -9 of a serve process).
-LIVE_OPERATIONS = (Outbound, Inbound)
+# What acts on the twin or a device, or goes through the bank API (release, rule updates), so it
+# needs nothing from the platform's inside. Faults of links, edges, stores and markets are the
+# platform's side: live faults have their own tools (scenarios/live/fault_proxy.py, kill -9 of serve).
+LIVE_OPERATIONS = (Outbound, Inbound, Release, RulesUpdate)
 LIVE_INJECTIONS = (UnauthorizedOutbound, ForgedDevice, DeviceFault, CameraTamper, Substitution, PartialWheel,
                    PersonOnScale, TagCloned, TagMoved)
 OBSERVABLE = (Detect, NoFalseAlarms, NoAlerts)  # the others need the platform's internal counters
 DRAIN_S = 60.0
 STEPS = 100
+COMMAND_POLL_S = 0.1  # twin seconds between looks at the commands the broker handed over (a LAN's latency)
 
 
 def check_live(scenario: Scenario) -> None:
@@ -80,8 +91,7 @@ def check_live(scenario: Scenario) -> None:
     for i, op in enumerate(spec.operations):
         if not isinstance(op, LIVE_OPERATIONS):
             raise InputError(scenario.source, None, f"operations[{i}]",
-                             f"{op.kind}: a bank action on the platform, which the adapter cannot make; "
-                             "live runs play inbound and outbound")
+                             f"{op.kind}: live runs play inbound, outbound, release and rules-update")
     for i, inj in enumerate(spec.injections):
         if not isinstance(inj, LIVE_INJECTIONS) or getattr(inj, "via", "gate") != "gate":
             raise InputError(scenario.source, None, f"injections[{i}]",
@@ -128,6 +138,9 @@ class LiveFigures:
     published: int
     broker_acked: int
     broker_refused: int  # frames the broker would not take (a forged device's, with no login)
+    commands_taken: int  # commands from the platform a device took (decoded per its Thing Description)
+    command_refusals: list[str]  # commands a device refused, each with the reason
+    bank_calls: list[dict]  # each bank operation as the bank API answered it
     endpoint_answered: bool
     endpoint_error: str | None
     malformed_alerts: int
@@ -149,7 +162,13 @@ class LiveRun:
         self.labels: list[Label] = []
         self.rig = LiveRig(self.env, scenario.site, self.streams, self.log.record, lidar_scans=spec.twin.lidar_scans)
         self.book = initial_book(scenario, self.rig)
-        self.publisher = DevicePublisher(adapter, {d.id: d.type for d in self.rig.fleet.values()})
+        self.desk = BankDesk(scenario, adapter) if any(isinstance(op, (Release, RulesUpdate))
+                                                        for op in spec.operations) else None
+        self.actions = DeviceActions(thing_descriptions())
+        self.commands: queue.SimpleQueue[tuple[str, str, bytes]] = queue.SimpleQueue()  # from paho's threads
+        self.commands_taken, self.command_refusals = 0, []
+        self.publisher = DevicePublisher(adapter, {d.id: d.type for d in self.rig.fleet.values()},
+                                         on_command=lambda *command: self.commands.put(command))
         self.rig.publisher = self.publisher
         self.collector = AlertCollector(adapter)
         ntp_clocks(self.rig, adapter.platform_now)
@@ -165,11 +184,13 @@ class LiveRun:
 
     def _schedule(self) -> None:
         warehouse, fleet, env, record = self.rig.warehouse, self.rig.fleet, self.env, self._record_label
-        for op in self.scenario.spec.operations:
+        for i, op in enumerate(self.scenario.spec.operations):
             if isinstance(op, Outbound):
                 self._at(op.at, lambda op=op: warehouse.outbound(list(op.lots)))
-            else:
+            elif isinstance(op, Inbound):
                 self._at(op.at, lambda op=op: warehouse.inbound(op.commodity, op.count, op.bay))
+            else:
+                self._at(op.at, lambda i=i, op=op: self._bank(i, op))
         for inj in self.scenario.spec.injections:
             when = self.start + inj.at
             if isinstance(inj, UnauthorizedOutbound):
@@ -204,6 +225,40 @@ class LiveRun:
             else:
                 inject_tag_moved(env, warehouse, inj.id, when, inj.lot, inj.swap_with, record)
 
+    def _bank(self, index: int, op: Release | RulesUpdate) -> None:
+        """The bank's operation through the API; the twin waits for the answer (see bank.py)."""
+        call = self.desk.make(index, op)
+        done = {"operation": call.operation, "status": call.status, "message": call.message}
+        if isinstance(op, Release):
+            self.log.record("bank.release" if call.ok else "bank.release-refused",
+                            {"loan": op.loan, "lots": list(op.lots), **done})
+        else:
+            self.log.record("bank.rules-update" if call.status == 201 else "bank.rules-refused",
+                            {"file": op.file, **done})
+
+    def _take_commands(self):
+        """A SimPy process: hand the devices what the platform commanded (paho's threads queue it)."""
+        while True:
+            while True:
+                try:
+                    device, action, payload = self.commands.get_nowait()
+                except queue.Empty:
+                    break
+                self._take(device, action, payload)
+            yield self.env.timeout(COMMAND_POLL_S)
+
+    def _take(self, device: str, action: str, payload: bytes) -> None:
+        model = self.rig.fleet.get(device)
+        try:
+            args = self.actions.decode(device, model.type if model else None, action, payload)
+        except ActionRefused as err:
+            self.command_refusals.append(str(err))
+            self.log.record("device.command-refused", {"device": device, "action": action, "error": str(err)})
+            return
+        self.commands_taken += 1
+        self.log.record("device.command", {"device": device, "action": action, "input": args})
+        self.rig.command_device(device, action, args)
+
     def alerts_within(self, run_start: float, run_end: float) -> list[SeenAlert]:
         """The run's alerts: those about events while the twin ran. A running platform also reports
         what it saw outside that window: its devices' silence before the twin started and after it
@@ -222,6 +277,7 @@ class LiveRun:
             for device in self.rig.fleet.values():  # joining the network, each device says hello at once, so
                 device.emit("heartbeat", {"uptime_s": 0.0, "status": "ok"})  # its earlier silence ends here
             self.rig.start_twin()
+            env.process(self._take_commands())
             max_lag = 0.0
             for i in range(1, STEPS + 1):
                 env.run(until=self.start + self.scenario.spec.duration * i / STEPS)
@@ -242,7 +298,8 @@ class LiveRun:
         alerts = self.alerts_within(run_start, self.scenario.end_epoch - self.scenario.start_epoch + run_start)
         figures = LiveFigures(
             adapter.speed, round(offset, 6), round(max_lag, 3), drained, self.publisher.sent, self.publisher.acked,
-            self.publisher.broker_refused, self.collector.answered, self.collector.last_error,
+            self.publisher.broker_refused, self.commands_taken, list(self.command_refusals),
+            [dataclasses.asdict(call) for call in (self.desk.calls if self.desk else [])], self.collector.answered, self.collector.last_error,
             len(self.collector.malformed), len(self.collector.alerts()) - len(alerts),
             [e.kind for e in self.scenario.spec.expectations if not isinstance(e, OBSERVABLE)],
         )
