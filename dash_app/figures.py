@@ -125,7 +125,8 @@ def floor_plan(replay: Replay, t: float, lang: str, viewer: str | None, warehous
         "title": {"text": title, "font": {"size": 14}}, "shapes": shapes, "annotations": annotations,
         "xaxis": {"range": [-8, spec.building.width_m + 8], "showgrid": False, "zeroline": False, "title": "x (m)",
                   "constrain": "domain"},  # the plan fills the width it needs, not a stretched range
-        "yaxis": {"range": [-4, spec.building.depth_m + 4], "scaleanchor": "x", "showgrid": False, "zeroline": False,
+        "yaxis": {"range": [-4, spec.building.depth_m + 4], "scaleanchor": "x", "constrain": "domain",
+                  "showgrid": False, "zeroline": False,
                   "title": "y (m)"},
         "margin": {"l": 50, "r": 10, "t": 40, "b": 40}, "height": 520, "uirevision": "floor",
         "legend": {"orientation": "h", "y": -0.15}, "plot_bgcolor": "#fafafa",
@@ -249,10 +250,12 @@ def message_accounting(messages: dict, lang: str) -> dict:
     keys = [k for k in messages if isinstance(messages[k], (int, float))]
     names = [COUNTERS[k][1 if lang == "zh" else 0] if k in COUNTERS else k for k in keys]
     return {"data": [{"type": "bar", "orientation": "h", "y": names, "x": [messages[k] for k in keys],
-                      "text": [f"{messages[k]:,}" for k in keys], "textposition": "auto", "marker": {"color": "#5c6bc0"}}],
+                      "text": [f"{messages[k]:,}" for k in keys], "textposition": "outside", "cliponaxis": False,
+                      "marker": {"color": "#5c6bc0"}}],
             "layout": {"title": {"text": tr("messages", lang), "font": {"size": 13}}, "height": 360,
                        "xaxis": {"type": "log" if max((messages[k] for k in keys), default=0) > 1000 else "linear"},
-                       "margin": {"l": 160, "r": 10, "t": 60, "b": 40}}}
+                       "yaxis": {"automargin": True},  # long counter names stay whole
+                       "margin": {"l": 160, "r": 60, "t": 60, "b": 40}}}
 
 
 def heatmap(x: list, y: list, z: list[list[float]], title: str, x_title: str, y_title: str) -> dict:

@@ -326,8 +326,8 @@ def test_a_multi_warehouse_run_has_a_warehouse_picker(browser, server, runs):
     choose(browser, "warehouse", "w2")
     wait(browser, lambda d: "· w2 ·" in d.find_element(By.ID, "floor").text, "warehouse w2's plan")
     choose(browser, "speed", "600×")
-    browser.find_element(By.ID, "play").click()  # one tick is 5 simulated minutes: past the theft at 09:03
-    wait(browser, lambda d: text(d, "cursor-label") >= "2026-03-02 09:04", "the replay to pass the theft")
+    browser.find_element(By.ID, "play").click()  # a tick is 5 simulated minutes: the theft is caught at ~09:06
+    wait(browser, lambda d: text(d, "cursor-label") >= "2026-03-02 09:07", "the replay to pass the theft")
     browser.find_element(By.ID, "play").click()
     wait(browser, lambda d: "alert raised" in {e.text for e in d.find_elements(By.CSS_SELECTOR, "#floor .legendtext")},
          "the stolen bay marked")
@@ -342,4 +342,5 @@ def test_a_multi_warehouse_run_has_a_warehouse_picker(browser, server, runs):
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#warehouse-table .warehouse-row"), "alerts per warehouse")
     per = {r.text.split()[0]: r.text.split()[1:] for r in browser.find_elements(By.CSS_SELECTOR, ".warehouse-row")}
     assert per["w2"] == ["1", "0"] and per["w1"] == ["0", "0"] and per["cloud"] == ["1", "0"]
+    browser.execute_script("arguments[0].scrollIntoView()", browser.find_element(By.ID, "warehouse-table"))
     shoot(browser, "multi-warehouse-kpis")
