@@ -297,6 +297,8 @@ def test_each_rule_fires_from_the_twin_to_the_cloud_within_its_bound(name, label
     assert result["detections"][label]["rule"] == rule
     assert 0 <= latency(result, label) <= bound_s
     assert result["false_alarms"] == [] and result["missed"] == []
+    if name == "geofence":  # the bay scans see B09 two lots short: expected, not false
+        assert {a["rule"] for a in result["alerts"] if a["id"] in result["secondary"]["night-move"]} == {"inventory-mismatch"}
     if name == "ltv-band":
         assert 0 <= latency(result, "copper-slide-margin-call") <= bound_s
         assert {a["detail"]["crossed"] for a in result["alerts"] if a["rule"] == "ltv-band"} == {"warning", "margin-call"}
