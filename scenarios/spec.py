@@ -719,7 +719,7 @@ def _check_no_warehouses(spec: ScenarioFile, site: Site, locator: Locator) -> No
 
 
 _NAMES_A_WAREHOUSE = ("lots", "lot", "leaves", "clone_of", "swap_with", "device", "camera", "cover_camera",
-                      "weighbridge", "lidar", "bay")
+                      "weighbridge", "lidar", "bay", "to_bay")
 
 
 def _check_one_warehouse(item, where: tuple, ids: list[str], locator: Locator) -> None:

@@ -374,3 +374,11 @@ def test_an_expectation_may_name_a_slides_margin_call_label_but_not_an_unknown_o
     path.write_text(good.replace("p-margin-call", "p-disposal"), encoding="utf-8")
     with pytest.raises(InputError, match=r"s\.yaml:9: .*label.*no injection with id 'p-disposal'"):
         load_scenario(path)
+
+
+def test_a_move_to_a_bay_of_another_warehouse_is_refused(tmp_path):
+    path = tmp_path / "pair.yaml"
+    path.write_text(HEAD.replace("site: small", "site: pair")
+                    + "  - {kind: lots-moved, id: m, at: 1m, lots: [w1.B09-01], to_bay: w2.B10}\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"pair\.yaml:7: .*to_bay.*acts at w1 and w2"):
+        load_scenario(path)
