@@ -8,6 +8,7 @@ outbox. Alerts leave first after a reconnect because they have the highest prior
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Protocol
@@ -153,7 +154,7 @@ class EdgeService:
         # the same seqs went twice, so an ack could answer either (Karn's ambiguity).
         self._sent_at: dict[frozenset[int], float | None] = {}
         self._alerts_waiting = False  # alerts appended since the last batch went
-        self._alerts_sent: set[int] = set()  # seqs of alerts sent beside the batch in flight, not yet acked
+        self._alerts_aside: dict[int, float] = {}  # alert seq → when it went beside the batch in flight (not acked)
         self.resend = ResendTimer(timing.ack_timeout_s, min(timing.min_ack_timeout_s, timing.ack_timeout_s),
                                   timing.ack_timeout_s)
         self._batches_sent = 0
@@ -322,21 +323,25 @@ class EdgeService:
     def _pump(self) -> None:
         """One batch in flight at a time, resent until acked; new alerts do not wait behind it.
 
-        Alerts appended while a batch is in flight go at once in a batch of their own, sent once:
-        if it is lost they are still pending, and the next batch in flight carries them.
+        Alerts appended while a batch is in flight go at once in a batch of their own, sent once;
+        if its ack has not come within the resend timeout, the next batch in flight carries them.
         """
+        now = self.clock.now()
         if self._in_flight is not None:
             if self._alerts_waiting:
                 self._alerts_waiting = False
-                flying = set(self._in_flight) | self._alerts_sent
-                entries = [e for e in self.outbox.next_batch(self.timing.batch_size, self.clock.now())
-                           if e.priority == PRIORITY_ALERT and e.seq not in flying]
+                flying = set(self._in_flight)
+                entries = [e for e in self.outbox.next_batch(self.timing.batch_size, now)
+                           if e.priority == PRIORITY_ALERT and e.seq not in flying and e.seq not in self._alerts_aside]
                 if entries:
-                    self._alerts_sent.update(e.seq for e in entries)
+                    self._alerts_aside.update((e.seq, now) for e in entries)
                     self._send(entries)
+                    self.clock.call_later(self.resend.rto_s, self._pump)
             return
-        entries = self.outbox.next_batch(self.timing.batch_size, self.clock.now())
+        entries = self.outbox.next_batch(self.timing.batch_size, now)
         self._alerts_waiting = False
+        if self._alerts_aside:  # not again while their own ack may still come
+            entries = [e for e in entries if now - self._alerts_aside.get(e.seq, -math.inf) >= self.resend.rto_s]
         if not entries:
             return
         self._in_flight = tuple(e.seq for e in entries)
@@ -369,7 +374,8 @@ class EdgeService:
             sent_at = self._sent_at.pop(acked, None)
             if sent_at is not None:  # the ack answers a batch that went once: a round trip
                 self.resend.measured(self.clock.now() - sent_at)
-            self._alerts_sent -= acked
+            for seq in self._alerts_aside.keys() & acked:
+                del self._alerts_aside[seq]
             if self._in_flight is not None and acked >= set(self._in_flight):
                 self._in_flight = None
             self._pump()
