@@ -183,6 +183,23 @@ def test_shift_measures_how_far_the_view_moved(dx, dy, seed):
         assert moved[-1].shift_px == pytest.approx(expected, abs=1.0)
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_anchored_tells_a_turned_view_from_something_standing_in_it(seed):
+    """Something parked over a third of the view leaves the rest of the reference's edges lined
+    up; a view shifted by a little or a lot, or another scene altogether, leaves none."""
+    sensor, features, texture = Sensor(seed), CameraFeatures(), scene(seed)
+    honest = feed(features, [sensor.frame(crop(texture)) for _ in range(8)])
+    view = crop(texture).copy()
+    view[16:56, 24:72] = crop(scene(seed + 100))[16:56, 24:72]  # a truck-sized patch of other texture
+    parked = feed(features, [sensor.frame(view) for _ in range(3)], start=100)
+    shifted = feed(features, [sensor.frame(crop(texture, 5, 3)) for _ in range(3)], start=200)
+    nudged = feed(features, [sensor.frame(crop(texture, 3, 0)) for _ in range(3)], start=300)
+    elsewhere = feed(features, [sensor.frame(crop(scene(seed + 1))) for _ in range(3)], start=400)
+    assert [o.anchored for o in honest[5:]] == [None, 1.0, 1.0]  # learned from the first frames, then lined up
+    assert all(o.anchored >= 0.5 and o.shift_px < 2 for o in parked)
+    assert all(o.anchored <= 0.3 and o.shift_px >= 2 for o in shifted + nudged + elsewhere)
+
+
 def test_repeated_frames_score_frozen_and_fresh_noise_does_not():
     sensor, features, view = Sensor(3), CameraFeatures(), crop(scene(3))
     recorded = [sensor.frame(view) for _ in range(10)]
