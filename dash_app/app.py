@@ -651,7 +651,8 @@ def compare_view(a: tuple[str, list[RunView]], b: tuple[str, list[RunView]], vie
         return next((s for s in ("FAILURE", "ACCEPTABLE", "SUCCESS") if s in found), "—")
 
     sa, sb = summary(a[1]), summary(b[1])
-    header = html.Tr([html.Th(tr("metric", lang)), html.Th(a[0]), html.Th(b[0])])
+    head = {"padding": "2px 14px 2px 0", "textAlign": "left"}
+    header = html.Tr([html.Th(tr("metric", lang), style=head), html.Th(a[0], style=head), html.Th(b[0], style=head)])
     shown = lambda v: "—" if v is None else f"{v:,}" if isinstance(v, int) else str(v)  # noqa: E731
     cell = {"padding": "2px 14px 2px 0"}
     body = [html.Tr([html.Td(tr(k, lang), style=cell), html.Td(shown(sa[k]), style=cell), html.Td(shown(sb[k]), style=cell)],

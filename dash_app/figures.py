@@ -177,7 +177,7 @@ def point_cloud(points: np.ndarray, title: str) -> dict:
                       "y": points[:, 1].round(3).tolist(), "z": points[:, 2].round(3).tolist(),
                       "marker": {"size": 1.5, "color": z.round(3).tolist() if len(z) else [], "colorscale": "Viridis",
                                  "colorbar": {"title": "z (m)"}}, "hoverinfo": "skip"}],
-            "layout": {"title": {"text": title, "font": {"size": 13}}, "height": 480,
+            "layout": {"title": {"text": title, "font": {"size": 13}, "x": 0.01, "xanchor": "left"}, "height": 480,
                        "margin": {"l": 0, "r": 0, "t": 40, "b": 0},
                        "scene": {"aspectmode": "data", "xaxis": {"title": "x (m)"}, "yaxis": {"title": "y (m)"},
                                  "zaxis": {"title": "z (m)"}}}}
@@ -216,7 +216,7 @@ def latency_stages(detections: list[tuple[str, dict]], lang: str) -> dict:
                "name": tr(st, lang), "marker": {"color": STAGE_COLOURS[st]}} for st in STAGES]
     traces.append({"type": "scatter", "mode": "markers", "y": names, "x": [d["edge_latency_s"] for _, d in detections],
                    "name": tr("edge_view", lang), "marker": {"symbol": "line-ns-open", "size": 18, "color": "#000"}})
-    return {"data": traces, "layout": {"barmode": "stack", "title": {"text": tr("latency", lang), "font": {"size": 13}},
+    return {"data": traces, "layout": {"barmode": "stack", "title": {"text": tr("latency", lang), "font": {"size": 13}, "x": 0.01, "xanchor": "left"},
                                        "xaxis": {"title": tr("latency_s", lang)}, "height": 140 + 40 * max(len(names), 1),
                                        "margin": {"l": 120, "r": 10, "t": 60, "b": 40}}}
 
@@ -232,7 +232,7 @@ def latency_distribution(samples: dict[str, dict[str, list[float]]], lang: str) 
         traces.append({"type": "box", "orientation": "h", "y": ys, "x": xs, "boxpoints": "all",
                        "name": tr(f"{view}_view", lang), "marker": {"color": colour}})
     return {"data": traces, "layout": {"boxmode": "group", "height": 160 + 50 * max(len(samples), 1),
-                                       "title": {"text": tr("latency_dist", lang), "font": {"size": 13}},
+                                       "title": {"text": tr("latency_dist", lang), "font": {"size": 13}, "x": 0.01, "xanchor": "left"},
                                        "xaxis": {"title": tr("latency_s", lang)},
                                        "margin": {"l": 180, "r": 10, "t": 60, "b": 40}}}
 
