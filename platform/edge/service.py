@@ -316,8 +316,10 @@ class EdgeService:
             self._run_rules(record)
 
     def pump(self) -> None:
-        """Send the next outbox batch unless one is in flight (the live node: more entries became durable)."""
+        """More entries may go (the live node: they became durable): the next batch, or new alerts
+        beside the batch in flight, as if they had just been appended."""
         if not self.clock.stopped:
+            self._alerts_waiting = True
             self._pump()
 
     def _pump(self) -> None:
