@@ -8,36 +8,21 @@ under docs/screenshots/.
 from __future__ import annotations
 
 import json
-import logging
 import shutil
-import socket
-import tempfile
-import threading
 import time
-from pathlib import Path
 
 import pytest
-from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.ui import WebDriverWait
-from werkzeug.serving import make_server
-
 from werkzeug.security import generate_password_hash
 
 from cangtwin.dash_app.access import Access, User
 from cangtwin.dash_app.app import create_app
+from dash_fixtures.browser import (  # noqa: F401 - `browser` is a fixture
+    browser, choose, shoot, start, tab, text, type_into, wait)
 from dash_fixtures import build
 from dash_fixtures.build import recorded_runs
 
 build.start()  # the recordings run in other processes while the tests collected before these run
-
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
-WAIT_S = 60
-logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +30,6 @@ def runs(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
         yield recorded_runs()
-
-
-def start(app):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    httpd = make_server("127.0.0.1", port, app.server, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    return f"http://127.0.0.1:{port}/", httpd, thread
 
 
 @pytest.fixture(scope="module")
@@ -76,68 +51,11 @@ def users_server(runs):
     thread.join(10)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.fail("the browser tests need Debian's chromium and chromium-driver (.ci/bootstrap installs them)")
-    profile = tempfile.mkdtemp(prefix="cangtwin-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-                 "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}", "--window-size=1400,1300"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
-
-
-def wait(driver, condition, what: str):
-    try:
-        return WebDriverWait(driver, WAIT_S, poll_frequency=0.2).until(lambda d: condition(d))
-    except WebDriverException as exc:
-        shot = Path(tempfile.gettempdir()) / "cangtwin-dash-failed.png"
-        driver.save_screenshot(str(shot))
-        raise AssertionError(f"timed out waiting for {what} (page saved to {shot})") from exc
-
-
-def text(driver, element_id: str) -> str:
-    found = driver.find_elements(By.ID, element_id)
-    return found[0].text if found else ""
-
-
-def shoot(driver, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    time.sleep(0.5)  # let plotly finish drawing
-    driver.save_screenshot(str(SHOTS / f"{name}.png"))
-
-
-def choose(driver, dropdown_id: str, label: str) -> None:
-    driver.find_element(By.ID, dropdown_id).click()
-    option = wait(driver, lambda d: d.find_elements(
-        By.XPATH, f"//*[contains(@class,'dash-options-list-option-text')]/span[text()='{label}']"), f"option {label}")
-    option[0].click()
-
-
-def type_into(driver, element_id: str, value: str) -> None:
-    """Replace an input's text as typing would, then press Enter (React tracks the native setter)."""
-    box = driver.find_element(By.ID, element_id)
-    driver.execute_script(
-        "const setter = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set;"
-        "setter.call(arguments[0], arguments[1]);"
-        "arguments[0].dispatchEvent(new Event('input', {bubbles: true}));", box, value)
-    box.send_keys(Keys.ENTER)
-
-
 def compare_table(driver) -> list[list[str]]:
     """The compare table's cells, read in one step in the page (it may be re-rendered meanwhile)."""
     return driver.execute_script(
         "const t = document.getElementById('compare-table');"
         "return t ? [...t.rows].map(r => [...r.cells].map(c => c.innerText)) : [];")
-
-
-def tab(driver, name: str) -> None:
-    driver.find_element(By.ID, f"tab-{name}").click()
 
 
 def open_page(driver, server, viewer: str | None = None) -> None:

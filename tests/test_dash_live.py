@@ -22,7 +22,7 @@ from cangtwin.platform.ledger.tree_head import public_key_bytes
 from cangtwin.platform.live.config import load_deployment
 from cangtwin.scenarios.live.devices import DeviceClient
 
-from test_dash_browser import browser, shoot, start, tab, text, type_into, wait  # noqa: F401 - `browser` is a fixture
+from dash_fixtures.browser import browser, shoot, start, tab, text, type_into, wait  # noqa: F401 - `browser` is a fixture
 from test_live_api import TOKENS, api_deployment, start_with_api
 from test_live_serve import write
 from test_live_transport import theft
