@@ -5,7 +5,8 @@ warehouse) and the uplink (the WAN to the cloud's broker); they may be the same 
 outage therefore does not stop the edge hearing its devices and alerting locally (边缘自治).
 
 Device frames arrive on their Thing Descriptions' event topics, `cangtwin/<site>/+/+`; the edge acknowledges them to the broker only
-after the records they produced are in the on-disk outbox, so a `kill -9` loses nothing the
+after the records they produced are durable in the on-disk outbox (group commit: an fsync per
+batch of flushes, off the event loop), so neither a `kill -9` nor a power cut loses anything the
 broker was told is safe. Outbox batches go up at QoS 1 and leave the outbox only when the
 cloud's ack record arrives, i.e. after the cloud committed them.
 """
@@ -13,6 +14,7 @@ cloud's ack record arrives, i.e. after the cloud committed them.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,7 @@ from cangtwin.platform.rules.ruleset import RuleSet
 from cangtwin.platform.site_geometry import SiteGeometry
 from cangtwin.platform.thing_model import ThingModel
 
+log = logging.getLogger(__name__)
 Tap = Callable[[str, object], None]
 # Wall time: the code's own cost is the service time; the ack timeout bounds a resend after loss.
 LIVE_TIMING = EdgeTiming(per_message_s=0.0, linger_s=0.01, ack_timeout_s=2.0)
@@ -93,7 +96,11 @@ class GroupCommitter:
                 if self._closed:
                     return
                 frames, self._frames, head = self._frames, [], self._head
-            self._outbox.make_durable()
+            try:
+                self._outbox.make_durable()
+            except OSError as err:  # the disk failed: acknowledge nothing more, the broker keeps it
+                log.error("outbox fsync failed, frames are no longer acknowledged: %s", err)
+                return
             self._synced = head
             self._ack(frames)
             self._durable(head)
