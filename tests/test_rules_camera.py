@@ -224,3 +224,18 @@ def test_lights_coming_on_over_a_baseline_learned_at_night_is_not_tamper(monkeyp
         assert morning.alerts == []
     finally:
         morning.rig.close()
+
+
+# --- the library scenario: twin → edge → cloud ------------------------------------------------------
+
+def test_library_camera_tamper_each_caught_within_ten_seconds_bank_visible_and_the_night_is_silent():
+    from injector_runs import latency, run_library
+
+    outcome, result = run_library("camera-tamper")
+    assert result["status"] == "SUCCESS", result["criteria"]
+    for label in ("covered", "replayed", "turned"):
+        assert latency(result, label) <= 10.0, label  # brief §9: camera tamper, bank-visible
+    # One alert per tamper and nothing else: the lights go off at 18:00 over the half hour after
+    # the turn, and no camera reads the dark as covered or moved.
+    assert sorted(a["summary"].split()[2] for a in result["alerts"]) == ["covered", "frozen", "moved"]
+    assert result["false_alarms"] == [] and result["missed"] == []
