@@ -123,6 +123,29 @@ def test_a_scan_racing_a_booked_move_is_not_confirmed(rig):
     assert raced == [] and run(rule, rig, 2) == []
 
 
+def test_a_move_booked_before_the_forklift_goes_is_not_confirmed_while_under_way(rig):
+    """Scans confirm within seconds now (a commanded rescan), so a move in progress must be
+    allowed for: the lot may stand in its old bay, or be missing from its new one, for a grace."""
+    rule = mismatch_rule()
+    run(rule, rig, 1)
+    lot = rig.warehouse.lots["B01-02"]
+    rig.ctx.book.bay_by_lot[lot.id] = "B02"  # the move order is booked first
+    assert run(rule, rig, 2) == []  # still in B01: B01 more, B02 less than the book, twice
+    rig.world.place(lot.body, (45.0, 25.5, 0.0))  # the forklift sets it down in B02
+    assert run(rule, rig, 4) == []  # and after the grace, as booked
+
+
+def test_a_lot_booked_to_move_that_never_arrives_is_found_after_the_grace(rig):
+    rule = mismatch_rule(move_grace_s=100.0)
+    run(rule, rig, 1)
+    lot = rig.warehouse.lots["B01-02"]
+    rig.ctx.book.bay_by_lot[lot.id] = "B02"
+    rig.world.remove(lot.body)  # lifted for the move, and taken away instead
+    assert run(rule, rig, 2) == []  # the first scan sees the move on the book at t = 120; grace to 220
+    findings = run(rule, rig, 2)  # 240 and 300: B02 is short of it, confirmed
+    assert [f.targets[0] for f in findings] == ["bay:B02"] and findings[0].event_time == 300.0
+
+
 def test_a_forklift_through_a_bay_for_one_scan_raises_nothing(rig):
     rules = [mismatch_rule(), tamper_rule()]
     for _ in range(3):

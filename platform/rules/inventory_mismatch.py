@@ -6,7 +6,10 @@ A difference beyond both tolerances (relative to the book's volume, and absolute
 empty bay is not judged on noise) for `confirm_scans` consecutive scans of the bay raises an
 alert on the bay and its pledged lots. Lots the bank has no claim on (released, and with
 `only_pledged_bays` never pledged) may leave at any time: a bay short of no more than those is
-as booked, since they are loaded onto the truck before the gate tells the book they left. A change of the book for the bay (an authorized move,
+as booked, since they are loaded onto the truck before the gate tells the book they left. A
+lot the book moves to another bay (an authorized move, booked before the forklift goes) may
+still stand in its old bay and be missing from its new one for `move_grace_s` after the scan
+that first sees the move on the book. A change of the book for the bay (an authorized move,
 a release) restarts the count, since the scan that raced the change proves nothing; a scan
 too occluded to measure (`max_occluded_fraction`) neither counts nor clears, and is left to
 lidar-tamper. Scans are judged in device time; a scan older than the last one of its bay is
@@ -35,6 +38,7 @@ class Params(StrictModel):
     confirm_scans: int = pydantic.Field(default=2, ge=1, le=100)
     max_occluded_fraction: float = pydantic.Field(default=0.5, gt=0, le=1)
     only_pledged_bays: bool = True
+    move_grace_s: float = pydantic.Field(default=300.0, ge=0, le=86400)
 
 
 class Entry(RuleEntry):
@@ -47,7 +51,8 @@ class _BayState:
 
     def __init__(self) -> None:
         self.last_at = float("-inf")
-        self.booked: tuple[float, float] | None = None  # (volume on the book, of which free to leave)
+        # Volume on the book, of which free to leave, and booked out but maybe not yet gone.
+        self.booked: tuple[float, float, float] | None = None
         self.streak = 0
         self.since = 0.0
         self.alerted = False
@@ -62,6 +67,16 @@ class InventoryMismatch(Rule):
     def __init__(self, entry: Entry) -> None:
         super().__init__(entry)
         self._bays: dict[str, _BayState] = {}
+        self._placed: dict[str, tuple[str, str | None, float]] = {}  # lot → (bay on the book, bay before, moved at)
+
+    def _follow_moves(self, book, at: float) -> None:
+        """Note lots whose bay on the book changed since the last scan; the first sighting is no move."""
+        for lot, bay in book.bay_by_lot.items():
+            known = self._placed.get(lot)
+            if known is None:
+                self._placed[lot] = (bay, None, float("-inf"))
+            elif known[0] != bay:
+                self._placed[lot] = (bay, known[0], at)
 
     def wants_rescan(self, device: str) -> bool:
         return any(state.unconfirmed and state.device == device for state in self._bays.values())
@@ -73,15 +88,22 @@ class InventoryMismatch(Rule):
         if event.at <= state.last_at or event.occluded_fraction > p.max_occluded_fraction:
             return []
         state.last_at, state.device = event.at, event.device
+        self._follow_moves(book, event.at)
         lots = sorted(lot for lot, bay in book.bay_by_lot.items() if bay == event.bay)
         pledged = [lot for lot in lots if lot in book.pledged and lot not in book.released]
+        moving = event.at - p.move_grace_s
         expected = sum(book.volume_by_lot.get(lot, 0.0) for lot in lots)
         free = sum(book.volume_by_lot.get(lot, 0.0) for lot in lots
-                   if lot in book.released or (p.only_pledged_bays and lot not in book.pledged))
-        if state.booked is None or abs(expected - state.booked[0]) > 1e-9 or abs(free - state.booked[1]) > 1e-9:
-            state.booked, state.streak, state.alerted = (expected, free), 0, False
-        # The nearest volume the book allows: everything booked, or all but the free lots.
-        allowed = min(max(event.volume_m3, expected - free), expected)
+                   if lot in book.released or (p.only_pledged_bays and lot not in book.pledged)
+                   or self._placed[lot][2] > moving)  # on its way in
+        leaving = sum(book.volume_by_lot.get(lot, 0.0) for lot, (bay, before, at) in self._placed.items()
+                      if before == event.bay and at > moving and book.bay_by_lot.get(lot) == bay)
+        booked = (expected, free, leaving)
+        if state.booked is None or max(abs(a - b) for a, b in zip(booked, state.booked)) > 1e-9:
+            state.booked, state.streak, state.alerted = booked, 0, False
+        # The nearest volume the book allows: from all but the lots free to be gone, to all and
+        # the lots booked out that may not have left yet.
+        allowed = min(max(event.volume_m3, expected - free), expected + leaving)
         difference = event.volume_m3 - allowed
         beyond = abs(difference) > p.abs_tolerance_m3 and abs(difference) > p.rel_tolerance * allowed
         if not beyond:
