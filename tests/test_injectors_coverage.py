@@ -2,7 +2,7 @@
 
 Each injector's effect on what it acts on (the registry, the zone's air, a forklift's drives,
 the market) and its label; each library scenario caught within its bound; each honest near-miss
-silent; bad parameters named by file, line and field.
+silent. Their bad parameters are tested with the others' in test_injectors_spec.py.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from cangtwin.fraud.lots_moved import first_entry, inject_lots_moved
 from cangtwin.fraud.market import LoanExposure, inject_price_slide
 from cangtwin.fraud.ownership_transfer import inject_ownership_transfer
 from cangtwin.platform.cloud.alert_desk import AlertDesk
-from cangtwin.platform.config_file import InputError
 from cangtwin.platform.records import Alert
 from cangtwin.platform.registry.fingerprint import Fingerprint, LotGoods
 from cangtwin.platform.registry.registry import Filing, PledgeRegistry, TransferVisible
@@ -326,59 +325,3 @@ def test_the_geofence_near_miss_would_fire_after_working_hours(tmp_path):
                                    start_epoch=evening)
     result = build_result(run_scenario(scenario, tmp_path), "n/a")
     assert result["detections"]["day-move"]["rule"] == "geofence" and result["false_alarms"] == []
-
-
-# --- bad parameters --------------------------------------------------------------------------------
-
-HEAD = """scenario: t
-site: small
-seed: 1
-start: "2026-03-02T09:00"
-duration: 10m
-injections:
-"""
-
-
-@pytest.mark.parametrize("line, field, message", [
-    ("- {kind: ownership-transfer, id: o, at: 1m, lots: [B99-01], from_owner: a, to_owner: b}", "lots", "unknown lot 'B99-01'"),
-    ("- {kind: ownership-transfer, id: o, at: 1m, lots: [B09-01], from_owner: a, to_owner: a}", "injections", "same party"),
-    ("- {kind: ownership-transfer, id: o, at: 1m, lots: [], from_owner: a, to_owner: b}", "lots", "at least 1 item"),
-    ("- {kind: climate-fault, id: c, at: 1m, zone: cellar, cause: leak, magnitude: 5, duration: 1m}", "zone", "no zone 'cellar'"),
-    ("- {kind: climate-fault, id: c, at: 1m, zone: storage, cause: flood, magnitude: 5, duration: 1m}", "cause", "'hvac-failure' or 'leak'"),
-    ("- {kind: climate-fault, id: c, at: 1m, zone: storage, cause: leak, magnitude: 0, duration: 1m}", "magnitude", "greater than 0"),
-    ("- {kind: climate-fault, id: c, at: 1m, zone: storage, cause: leak, magnitude: 5, duration: 0}", "duration", "longer than 0 s"),
-    ("- {kind: lots-moved, id: m, at: 1m, lots: [B09-01], to_bay: B77}", "to_bay", "unknown bay 'B77'"),
-    ("- {kind: lots-moved, id: m, at: 1m, lots: [B09-01], to: [500, 8]}", "to", "outside the building"),
-    ("- {kind: lots-moved, id: m, at: 1m, lots: [B09-01]}", "injections", "exactly one destination"),
-    ("- {kind: lots-moved, id: m, at: 1m, lots: [B09-01], to_bay: B10, to: [60, 8]}", "injections", "exactly one destination"),
-    ("- {kind: price-slide, id: p, at: 1m, commodity: gold, drop: 0.1, over: 10m}", "commodity", "unknown commodity 'gold'"),
-    ("- {kind: price-slide, id: p, at: 1m, commodity: copper-cathode, drop: 1.5, over: 10m}", "drop", "less than 1"),
-    ("- {kind: price-slide, id: p, at: 20m, commodity: copper-cathode, drop: 0.1, over: 10m}", "at", "beyond the duration"),
-])
-def test_bad_coverage_injection_names_file_line_and_field(tmp_path, line, field, message):
-    path = tmp_path / "scenario.yaml"
-    path.write_text(HEAD + "  " + line + "\n", encoding="utf-8")
-    with pytest.raises(InputError) as caught:
-        load_scenario(path)
-    text = str(caught.value)
-    assert text.startswith(f"{path}:7:") and field in text and message in text, text
-    assert "\n" not in text
-
-
-def test_an_expectation_may_name_a_slides_margin_call_label_but_not_an_unknown_one(tmp_path):
-    body = HEAD + "  - {kind: price-slide, id: p, at: 1m, commodity: copper-cathode, drop: 0.1, over: 5m}\n"
-    good = body + "expectations:\n  - {kind: detect, label: p-margin-call, rule: ltv-band, success_s: 2, acceptable_s: 5}\n"
-    path = tmp_path / "s.yaml"
-    path.write_text(good, encoding="utf-8")
-    load_scenario(path)
-    path.write_text(good.replace("p-margin-call", "p-disposal"), encoding="utf-8")
-    with pytest.raises(InputError, match=r"s\.yaml:9: .*label.*no injection with id 'p-disposal'"):
-        load_scenario(path)
-
-
-def test_a_move_to_a_bay_of_another_warehouse_is_refused(tmp_path):
-    path = tmp_path / "pair.yaml"
-    path.write_text(HEAD.replace("site: small", "site: pair")
-                    + "  - {kind: lots-moved, id: m, at: 1m, lots: [w1.B09-01], to_bay: w2.B10}\n", encoding="utf-8")
-    with pytest.raises(InputError, match=r"pair\.yaml:7: .*to_bay.*acts at w1 and w2"):
-        load_scenario(path)
