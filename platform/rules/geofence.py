@@ -1,15 +1,26 @@
-"""geofence: a forklift moving inside a bay that holds pledged goods outside working hours.
+"""geofence: pledged goods moved outside working hours, or carried out of their zone at any hour.
 
-Positions come from the forklifts' UWB/5G tags. The bays and working hours are the site geometry
+What the edge observes is the forklifts' UWB/5G positions (1 Hz while moving, ~10 cm noise); it
+never sees which lot a forklift holds. The bays, zones and working hours are the site geometry
 the edge got at provisioning (`EdgeContext.extra["geometry"]`, a `SiteGeometry`); which bays hold
-pledged, unreleased goods comes from the book (`book.bay_by_lot`). Working hours are judged at the
-position's device time in the site's time zone. A parked forklift (speed below `min_speed_mps`) is
-not a move, and a position must be `margin_m` inside a bay so that ranging noise (~10 cm) on a
-forklift driving down the aisle beside it does not count.
+pledged, unreleased goods comes from the book (`book.bay_by_lot`). Two findings:
+
+- **after hours**: a forklift moving (speed ≥ `min_speed_mps`) `margin_m` inside a bay holding
+  pledged goods outside working hours (judged at the position's device time, site time zone).
+- **out of zone**: a forklift that lifted goods in a bay holding only pledged, unreleased goods
+  is seen `margin_m` outside that bay's zone before it sets them down. Loads are inferred from
+  stops: a forklift stands still for its handling time to lift or set down, so its stops
+  alternate pickup, drop (it starts empty). A stop is `min_stand_s` with no moving position,
+  after which it drives off within `stand_radius_m` of where it was last seen moving (a longer
+  jump means positions were lost, and the rule forgets the load rather than guess). A pickup in a
+  bay that also holds released or unpledged lots may be an honest outbound: no finding (the gate
+  and the bay scans still judge it). Moves between bays of one zone never leave the zone.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Literal
 
 import pydantic
@@ -17,14 +28,20 @@ import pydantic
 from cangtwin.platform.config_file import StrictModel
 from cangtwin.platform.rules.base import BookView, Finding, Rule, RuleEntry
 from cangtwin.platform.rules.context import DeviceMessage, EdgeContext
-from cangtwin.platform.site_geometry import SiteGeometry
+from cangtwin.platform.site_geometry import Bay, SiteGeometry
 
 
 class Params(StrictModel):
     min_speed_mps: float = pydantic.Field(default=0.3, ge=0, le=10)
     margin_m: float = pydantic.Field(default=0.3, ge=0, le=5)
-    # One alert per forklift and bay per this long (device time): a move sends a position a second.
+    # One alert per forklift, bay and kind per this long (device time): a move sends a position a second.
     realert_after_s: float = pydantic.Field(default=600.0, ge=0)
+    # A stop to lift or set down lasts the forklift's handling time (25 s on the reference sites);
+    # shorter silences are lost messages.
+    min_stand_s: float = pydantic.Field(default=10.0, gt=0, le=3600)
+    # A forklift drives off from where it stopped; its last moving position is at most one 1 Hz
+    # period of driving (2.5 m at 2.5 m/s) short of that spot.
+    stand_radius_m: float = pydantic.Field(default=4.0, gt=0, le=50)
 
 
 class Entry(RuleEntry):
@@ -37,13 +54,31 @@ def pledged_bays(book: BookView) -> set[str]:
     return {bay for lot, bay in book.bay_by_lot.items() if lot in book.pledged and lot not in book.released}
 
 
+def only_pledged(book: BookView, bay: str) -> bool:
+    """Whether the book places lots in `bay` and every one of them is pledged and unreleased."""
+    lots = [lot for lot, at in book.bay_by_lot.items() if at == bay]
+    return bool(lots) and all(lot in book.pledged and lot not in book.released for lot in lots)
+
+
+@dataclass
+class _Forklift:
+    """What one positioning tag's track says: where it last moved, and the load it is inferred to hold."""
+
+    clock: float
+    x: float
+    y: float
+    loaded: bool = False
+    loaded_in: Bay | None = None  # the bay of only-pledged goods it lifted its load in
+
+
 class Geofence(Rule):
     kind = "geofence"
     consumes = (DeviceMessage,)
 
     def __init__(self, entry: Entry) -> None:
         super().__init__(entry)
-        self._last_alert: dict[tuple[str, str], float] = {}
+        self._last_alert: dict[tuple[str, str, str], float] = {}
+        self._tracks: dict[str, _Forklift] = {}
 
     def evaluate(self, event: DeviceMessage, ctx: EdgeContext) -> list[Finding]:
         if event.kind != "position" or event.payload.speed_mps < self.params.min_speed_mps:
@@ -51,12 +86,41 @@ class Geofence(Rule):
         geometry = ctx.extra.get("geometry")
         if not isinstance(geometry, SiteGeometry):
             raise LookupError(f"rule {self.entry.id}: site {ctx.site} was provisioned without a SiteGeometry")
-        if geometry.in_working_hours(event.clock):  # cheap, and true most of the day: check it first
-            return []
-        bay = geometry.bay_at(event.payload.x_m, event.payload.y_m, self.params.margin_m)
-        if bay is None or bay.id not in pledged_bays(ctx.book):
-            return []
-        key = (event.device, bay.id)
+        x, y, margin = event.payload.x_m, event.payload.y_m, self.params.margin_m
+        findings = []
+        carried_from = self._track(event, geometry, ctx.book)
+        if carried_from is not None and not geometry.zones[carried_from.zone].contains(x, y, -margin):
+            findings += self._finding("out-of-zone", carried_from, event, ctx,
+                                      f"out of zone {carried_from.zone}, carrying goods lifted in pledged bay {carried_from.id}")
+        if not geometry.in_working_hours(event.clock):
+            bay = geometry.bay_at(x, y, margin)
+            if bay is not None and bay.id in pledged_bays(ctx.book):
+                findings += self._finding("after-hours", bay, event, ctx,
+                                          f"in pledged bay {bay.id} outside working hours")
+        return findings
+
+    def _track(self, event: DeviceMessage, geometry: SiteGeometry, book: BookView) -> Bay | None:
+        """Follow the tag's stops; the bay of only-pledged goods its current load came from, if any."""
+        x, y = event.payload.x_m, event.payload.y_m
+        track = self._tracks.get(event.device)
+        if track is None:
+            track = self._tracks[event.device] = _Forklift(event.clock, x, y)
+        if event.clock < track.clock:  # reordered on the link: too late to say where it stood
+            return track.loaded_in
+        if event.clock - track.clock >= self.params.min_stand_s:
+            if math.hypot(x - track.x, y - track.y) > self.params.stand_radius_m:
+                track.loaded, track.loaded_in = False, None  # lost track of it: forget, never guess
+            elif track.loaded:
+                track.loaded, track.loaded_in = False, None  # set its load down here
+            else:
+                bay = geometry.bay_at(x, y, self.params.margin_m)
+                track.loaded = True
+                track.loaded_in = bay if bay is not None and only_pledged(book, bay.id) else None
+        track.clock, track.x, track.y = event.clock, x, y
+        return track.loaded_in
+
+    def _finding(self, why: str, bay: Bay, event: DeviceMessage, ctx: EdgeContext, what: str) -> list[Finding]:
+        key = (why, event.device, bay.id)
         last = self._last_alert.get(key)
         if last is not None and abs(event.clock - last) < self.params.realert_after_s:
             return []
@@ -67,12 +131,10 @@ class Geofence(Rule):
                 targets=(f"bay:{bay.id}", f"zone:{bay.zone}", f"device:{event.device}"),
                 event_time=event.clock,
                 observed_at=event.received_at,
-                summary=(
-                    f"forklift {forklift or event.device} moving at {event.payload.speed_mps:g} m/s in pledged bay "
-                    f"{bay.id} outside working hours"
-                ),
-                dedupe_key=f"{event.device}:{bay.id}@{event.clock:.3f}",
+                summary=f"forklift {forklift or event.device} moving at {event.payload.speed_mps:g} m/s {what}",
+                dedupe_key=f"{why}:{event.device}:{bay.id}@{event.clock:.3f}",
                 detail={
+                    "why": why,
                     "forklift": forklift,
                     "x_m": event.payload.x_m,
                     "y_m": event.payload.y_m,
