@@ -241,11 +241,11 @@ def test_honest_weighings_with_pauses_on_and_off_the_plate_raise_nothing(
 ) -> None:
     """The near miss of the step judged during the weighing: a driver pausing as the axles roll on
     or off holds a steady partial weight, then the whole truck stands still; no step is a person."""
-    on = axles(load)
-    off = [load - a for a in axles(load)[1:]]  # the steer axle leaves first
-    drive_on = [(a, 0.6) for a in on[:pause_at]] + [(on[pause_at], 0.6 + pause_s)] + [(a, 0.6) for a in on[pause_at + 1:]]
-    drive_off = [(a, 0.6) for a in off[:pause_at]] + [(off[pause_at], 0.6 + pause_s)] + [(a, 0.6) for a in off[pause_at + 1:]]
-    segments = [(0.0, 2.0), *drive_on, (load, hold_s), *drive_off, (0.0, 10.0)]
+    def pausing(loads: list[float]) -> list[tuple[float, float]]:
+        return [(a, 0.6 + (pause_s if i == pause_at else 0.0)) for i, a in enumerate(loads)]
+
+    drive_off = [load - a for a in axles(load)[1:]]  # the steer axle leaves first
+    segments = [(0.0, 2.0), *pausing(axles(load)), (load, hold_s), *pausing(drive_off), (0.0, 10.0)]
     assert run(rule(), context(), messages(trace(segments, seed=seed, temperature=temperature))) == []
 
 

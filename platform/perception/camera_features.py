@@ -25,11 +25,12 @@ The edge decodes each admitted `analysis_frame` (PNG) and keeps a little state p
   grid, weighted by the reference's edge contrast there) that still line up where they were: a
   tile is lined up when the zero-shift correlation of its edges with the reference's reaches
   half what its own noise allows, and the reference moved by the measured shift fits it no
-  better. Edges, not grey levels: smooth shading (a floor's falloff) looks alike shifted or not. Something parked in the view hides
-  some tiles and leaves the rest lined up; a turned camera leaves none, whether the new view is
-  the old one shifted or another scene altogether (where the shift is a meaningless peak). Only
-  computed when the similarity gate trips (1.0 otherwise); tiles whose structure is under the
-  noise are left out, and None when no tile can be told from noise.
+  better. Edges, not grey levels: smooth shading (a floor's falloff) looks alike shifted or not.
+  Something parked in the view hides some tiles and leaves the rest lined up; a turned camera
+  leaves none, whether the new view is the old one shifted or another scene altogether (where
+  the shift is a meaningless peak). Only computed when the similarity gate trips (1.0
+  otherwise); tiles whose edges are under the noise are left out, and None when no tile can be
+  told from noise.
 - **motion**: RMS frame-to-frame change beyond sensor noise, relative to brightness: something
   moved in the view (a forklift crossing), which is not tamper.
 
@@ -75,7 +76,7 @@ class CameraObservation(msgspec.Struct, frozen=True, tag="camera-obs"):
     similarity: float | None  # zero-shift correlation with the reference frame; None while learning
     shift_px: float | None  # global shift against the reference, analysis pixels; None while learning
     motion: float | None  # RMS change beyond noise / brightness; None on a stream's first frame
-    anchored: float | None = None  # share of the reference's structure still lined up; None: can't tell
+    anchored: float | None = None  # share of the reference's edges still lined up; None: can't tell
 
 
 class FramePayload(Protocol):

@@ -186,7 +186,8 @@ class WeighbridgeAnomaly(Rule):
             return []  # nothing settled before it, or another vehicle (or none) was in view then
         top = max(q.mass_kg for q in (*closed, now))
         step = now.mass_kg - before.mass_kg
-        if min(before.mass_kg, now.mass_kg) < p.on_fraction * top or abs(step) <= p.max_plateau_step_e * fuser.division_kg:
+        vehicle_on = min(before.mass_kg, now.mass_kg) >= p.on_fraction * top
+        if not vehicle_on or abs(step) <= p.max_plateau_step_e * fuser.division_kg:
             return []
         scale.step_alerted = fuser.started_at
         device = fuser.device
