@@ -16,8 +16,9 @@ lidar-tamper. Scans are judged in device time; a scan older than the last one of
 ignored. A scan that starts or extends an unconfirmed run asks for a rescan (`lidar_rescan`),
 so the confirming scans need not wait for the next period.
 
-Limit: while free lots wait in a bay, a pledged lot of no more volume taken from it unseen by
-the gate is caught only once the free ones leave and the book drops them.
+Limits: while free lots wait in a bay, a pledged lot of no more volume taken from it unseen by
+the gate is caught only once the free ones leave and the book drops them; a lot booked to move
+and taken away instead is caught once its grace is over.
 """
 
 from __future__ import annotations
