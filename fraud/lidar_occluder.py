@@ -6,8 +6,8 @@ the goods; lidar-tamper sees returns from a surface higher than any goods may st
 bays' returns dropping, on two consecutive scans. Hung under the `small` site's ceiling mount (over the aisle between
 bays) a board shadows the nearest bay: from `MINIMUM_SIZE_M` = 0.75 m at 1 m below the sensor
 its returns fall under half their baseline (0.75 m: 38 %, 1 m: 25 %); a 0.6 m board leaves more
-than half, and is missed. Detection takes two scans after the board is up: 60–120 s at the
-pinned 60 s scan period.
+than half, and is missed. Detection takes two scans after the board is up: the next periodic
+one, then the rescan the edge commands at once; at most a 60 s period and a 2.3 s sweep.
 """
 
 from __future__ import annotations
