@@ -92,6 +92,12 @@ def test_a_truck_filling_a_gate_cameras_view_is_not_a_turned_camera_until_it_out
     assert run(too_dark) == []
 
 
+def test_the_first_turned_frames_texture_compares_with_the_old_view_and_does_not_delay_moved():
+    turned = [obs(0, shift=6.8, anchored=0.0, ratio=0.4)] + [obs(t, shift=6.8, anchored=0.0) for t in (2, 4)]
+    [finding] = run(turned)
+    assert (finding.detail["condition"], finding.event_time, finding.observed_at) == ("moved", 0.0, 4.01)
+
+
 def test_motion_and_learning_frames_are_not_tamper():
     learning = [obs(t, ratio=None, shift=None, motion=None) for t in (0, 2, 4, 6)]
     crossing = [obs(t, motion=0.3) for t in (8, 10, 12, 14, 16)]

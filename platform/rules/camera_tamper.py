@@ -115,7 +115,9 @@ class CameraTamper(Rule):
             if streak.since is None:
                 streak.since = event.at
             streak.frames += 1
-            streak.like = streak.like + 1 if self._scene_like(event) else 0
+            # The texture of a streak's first frame is measured against the frame before, which
+            # showed the old view, so it says nothing about what the camera now sees.
+            streak.like = streak.like + 1 if streak.frames == 1 or self._scene_like(event) else 0
             if streak.alerted or not self._ready(condition, streak):
                 continue
             streak.alerted = True
