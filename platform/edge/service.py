@@ -315,11 +315,11 @@ class EdgeService:
             self._emit(record, PRIORITY_ALERT)
             self._run_rules(record)
 
-    def pump(self) -> None:
-        """More entries may go (the live node: they became durable): the next batch, or new alerts
-        beside the batch in flight, as if they had just been appended."""
+    def pump(self, alerts: bool) -> None:
+        """More entries may go (the live node: they became durable): the next batch, or, if `alerts`
+        are among them, those beside the batch in flight, as if they had just been appended."""
         if not self.clock.stopped:
-            self._alerts_waiting = True
+            self._alerts_waiting |= alerts
             self._pump()
 
     def _pump(self) -> None:

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cangtwin.platform.clock import AsyncioClock, Clock
 from cangtwin.platform.edge.auth import DeviceRecord
 from cangtwin.platform.edge.outbox import Outbox, OutboxConfig, OutboxFull
-from cangtwin.platform.edge.service import EdgeService, EdgeTiming
+from cangtwin.platform.edge.service import PRIORITY_ALERT, EdgeService, EdgeTiming
 from cangtwin.platform.live import topics
 from cangtwin.platform.live.mqtt import MqttEndpoint, MqttSettings
 from cangtwin.platform.rules.ruleset import RuleSet
@@ -122,6 +122,7 @@ class _CommitNotifyingOutbox:
         self._committed = committed
         self._stats = stats
         self.durable_seq = outbox.head[0]  # what a previous run left is on disk
+        self.newest_alert_seq = 0  # at or above the seq of the newest alert appended
 
     def append_many(self, items, now):
         try:
@@ -129,6 +130,8 @@ class _CommitNotifyingOutbox:
         except OutboxFull:  # refused under the reject policy, counted and alerted: settled too
             self._committed(self._outbox.head[0])
             raise
+        if any(priority == PRIORITY_ALERT for _, priority in items):
+            self.newest_alert_seq = seqs[-1]
         self._committed(self._outbox.head[0])
         return seqs
 
@@ -230,10 +233,12 @@ class EdgeNode:
     def _on_durable(self, seq: int) -> None:
         """On the committer's thread: entries up to `seq` may now go up."""
         def offer() -> None:
-            if seq > self._view.durable_seq:
-                self._view.durable_seq = seq
+            view = self._view
+            if seq > view.durable_seq:
+                alerts = view.newest_alert_seq > view.durable_seq  # perhaps among those now durable
+                view.durable_seq = seq
                 if self.service is not None:
-                    self.service.pump()
+                    self.service.pump(alerts)
 
         try:
             self._loop.call_soon_threadsafe(offer)
