@@ -14,7 +14,8 @@ pledged, unreleased goods comes from the book (`book.bay_by_lot`). Two findings:
   after which it drives off within `stand_radius_m` of where it was last seen moving (a longer
   jump means positions were lost, and the rule forgets the load rather than guess). A pickup in a
   bay that also holds released or unpledged lots may be an honest outbound: no finding (the gate
-  and the bay scans still judge it). Moves between bays of one zone never leave the zone.
+  and the bay scans still judge it). Moves between bays of one zone never leave the zone. One
+  finding per load, and per forklift and bay per `realert_after_s`.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class _Forklift:
     y: float
     loaded: bool = False
     loaded_in: Bay | None = None  # the bay of only-pledged goods it lifted its load in
+    reported: bool = False  # this load has been seen out of its zone: once per load is enough
 
 
 class Geofence(Rule):
@@ -88,8 +90,11 @@ class Geofence(Rule):
             raise LookupError(f"rule {self.entry.id}: site {ctx.site} was provisioned without a SiteGeometry")
         x, y, margin = event.payload.x_m, event.payload.y_m, self.params.margin_m
         findings = []
-        carried_from = self._track(event, geometry, ctx.book)
-        if carried_from is not None and not geometry.zones[carried_from.zone].contains(x, y, -margin):
+        track = self._track(event, geometry, ctx.book)
+        carried_from = track.loaded_in
+        if (carried_from is not None and not track.reported
+                and not geometry.zones[carried_from.zone].contains(x, y, -margin)):
+            track.reported = True
             findings += self._finding("out-of-zone", carried_from, event, ctx,
                                       f"out of zone {carried_from.zone}, carrying goods lifted in pledged bay {carried_from.id}")
         if not geometry.in_working_hours(event.clock):
@@ -99,15 +104,16 @@ class Geofence(Rule):
                                           f"in pledged bay {bay.id} outside working hours")
         return findings
 
-    def _track(self, event: DeviceMessage, geometry: SiteGeometry, book: BookView) -> Bay | None:
-        """Follow the tag's stops; the bay of only-pledged goods its current load came from, if any."""
+    def _track(self, event: DeviceMessage, geometry: SiteGeometry, book: BookView) -> _Forklift:
+        """Follow the tag's stops, and so the load (and the bay it came from) it is inferred to hold."""
         x, y = event.payload.x_m, event.payload.y_m
         track = self._tracks.get(event.device)
         if track is None:
             track = self._tracks[event.device] = _Forklift(event.clock, x, y)
         if event.clock < track.clock:  # reordered on the link: too late to say where it stood
-            return track.loaded_in
+            return track
         if event.clock - track.clock >= self.params.min_stand_s:
+            track.reported = False
             if math.hypot(x - track.x, y - track.y) > self.params.stand_radius_m:
                 track.loaded, track.loaded_in = False, None  # lost track of it: forget, never guess
             elif track.loaded:
@@ -117,7 +123,7 @@ class Geofence(Rule):
                 track.loaded = True
                 track.loaded_in = bay if bay is not None and only_pledged(book, bay.id) else None
         track.clock, track.x, track.y = event.clock, x, y
-        return track.loaded_in
+        return track
 
     def _finding(self, why: str, bay: Bay, event: DeviceMessage, ctx: EdgeContext, what: str) -> list[Finding]:
         key = (why, event.device, bay.id)
