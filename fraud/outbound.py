@@ -42,7 +42,8 @@ def inject_unauthorized_outbound(
         magnitude=len(lots),
         magnitude_unit="lots",
         primary_rules=["outbound-unauthorized"],
-        secondary_rules=["inventory-mismatch", "ltv-band", "ltv-disposal", "outbound-unauthorized-cloud"],
+        # geofence: the goods are carried out of their zone to the dock before the gate sees them.
+        secondary_rules=["inventory-mismatch", "geofence", "ltv-band", "ltv-disposal", "outbound-unauthorized-cloud"],
         detail={"mass_kg": round(value, 1), "via": "gate"},
     )
 

@@ -15,7 +15,8 @@ pledged, unreleased goods comes from the book (`book.bay_by_lot`). Two findings:
   jump means positions were lost, and the rule forgets the load rather than guess). A pickup in a
   bay that also holds released or unpledged lots may be an honest outbound: no finding (the gate
   and the bay scans still judge it). Moves between bays of one zone never leave the zone. One
-  finding per load, and per forklift and bay per `realert_after_s`.
+  finding per load, and per forklift and bay per `realert_after_s`; it names the bay's lots, as
+  the load is one of them.
 """
 
 from __future__ import annotations
@@ -55,10 +56,10 @@ def pledged_bays(book: BookView) -> set[str]:
     return {bay for lot, bay in book.bay_by_lot.items() if lot in book.pledged and lot not in book.released}
 
 
-def only_pledged(book: BookView, bay: str) -> bool:
-    """Whether the book places lots in `bay` and every one of them is pledged and unreleased."""
-    lots = [lot for lot, at in book.bay_by_lot.items() if at == bay]
-    return bool(lots) and all(lot in book.pledged and lot not in book.released for lot in lots)
+def only_pledged(book: BookView, bay: str) -> tuple[str, ...]:
+    """The lots the book places in `bay` if every one of them is pledged and unreleased, else ()."""
+    lots = sorted(lot for lot, at in book.bay_by_lot.items() if at == bay)
+    return tuple(lots) if all(lot in book.pledged and lot not in book.released for lot in lots) else ()
 
 
 @dataclass
@@ -70,6 +71,7 @@ class _Forklift:
     y: float
     loaded: bool = False
     loaded_in: Bay | None = None  # the bay of only-pledged goods it lifted its load in
+    lots: tuple[str, ...] = ()  # the lots the book had there: the load is one of them
     reported: bool = False  # this load has been seen out of its zone: once per load is enough
 
 
@@ -95,8 +97,8 @@ class Geofence(Rule):
         if (carried_from is not None and not track.reported
                 and not geometry.zones[carried_from.zone].contains(x, y, -margin)):
             track.reported = True
-            findings += self._finding("out-of-zone", carried_from, event, ctx,
-                                      f"out of zone {carried_from.zone}, carrying goods lifted in pledged bay {carried_from.id}")
+            what = f"out of zone {carried_from.zone}, carrying goods lifted in pledged bay {carried_from.id}"
+            findings += self._finding("out-of-zone", carried_from, event, ctx, what, lots=track.lots)
         if not geometry.in_working_hours(event.clock):
             bay = geometry.bay_at(x, y, margin)
             if bay is not None and bay.id in pledged_bays(ctx.book):
@@ -115,17 +117,20 @@ class Geofence(Rule):
         if event.clock - track.clock >= self.params.min_stand_s:
             track.reported = False
             if math.hypot(x - track.x, y - track.y) > self.params.stand_radius_m:
-                track.loaded, track.loaded_in = False, None  # lost track of it: forget, never guess
+                # Lost track of it: forget the load, never guess.
+                track.loaded, track.loaded_in, track.lots = False, None, ()
             elif track.loaded:
-                track.loaded, track.loaded_in = False, None  # set its load down here
+                track.loaded, track.loaded_in, track.lots = False, None, ()  # set its load down here
             else:
                 bay = geometry.bay_at(x, y, self.params.margin_m)
                 track.loaded = True
-                track.loaded_in = bay if bay is not None and only_pledged(book, bay.id) else None
+                track.lots = only_pledged(book, bay.id) if bay is not None else ()
+                track.loaded_in = bay if track.lots else None
         track.clock, track.x, track.y = event.clock, x, y
         return track
 
-    def _finding(self, why: str, bay: Bay, event: DeviceMessage, ctx: EdgeContext, what: str) -> list[Finding]:
+    def _finding(self, why: str, bay: Bay, event: DeviceMessage, ctx: EdgeContext, what: str,
+                 lots: tuple[str, ...] = ()) -> list[Finding]:
         key = (why, event.device, bay.id)
         last = self._last_alert.get(key)
         if last is not None and abs(event.clock - last) < self.params.realert_after_s:
@@ -134,7 +139,7 @@ class Geofence(Rule):
         forklift = ctx.devices[event.device].attrs.get("forklift")
         return [
             Finding(
-                targets=(f"bay:{bay.id}", f"zone:{bay.zone}", f"device:{event.device}"),
+                targets=(f"bay:{bay.id}", f"zone:{bay.zone}", f"device:{event.device}", *(f"lot:{lot}" for lot in lots)),
                 event_time=event.clock,
                 observed_at=event.received_at,
                 summary=f"forklift {forklift or event.device} moving at {event.payload.speed_mps:g} m/s {what}",
