@@ -13,8 +13,8 @@ Ground truth (the site's time zone and working hours, the scenario's pledges):
   their zone; a move of pledged goods between bays of one zone in working hours is the keeper's
   daily work, and the label names no rule. The bays' scans see the book out of date either way
   (`inventory-mismatch` is secondary).
-Minimum magnitude: one pledged lot, moved outside working hours. (`geofence` as written judges
-positions against hours only: a move out of the zone in working hours is labelled but missed.)
+Minimum magnitude: one pledged lot, moved outside working hours or out of its zone (from a bay
+whose lots are all pledged: `geofence` cannot tell a pickup there from an honest outbound's).
 """
 
 from __future__ import annotations
