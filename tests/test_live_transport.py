@@ -212,3 +212,30 @@ def test_group_commit_acks_frames_and_offers_entries_only_after_the_fsync(tmp_pa
     finally:
         committer.close()
         outbox.close()
+
+
+def test_read_buffer_serves_small_reads_from_one_recv_and_reports_what_is_pending():
+    import socket
+
+    from cangtwin.platform.live.mqtt import _ReadBufferedSocket
+
+    left, right = socket.socketpair()
+    try:
+        buffered = _ReadBufferedSocket(right)
+        left.sendall(b"\x30\x05hello\x30\x03abc")  # two packets in one burst
+        time.sleep(0.05)
+        assert buffered.recv(1) == b"\x30" and buffered.pending() == 11  # the rest came with it
+        assert buffered.recv(1) == b"\x05" and buffered.recv(5) == b"hello"
+        assert [buffered.recv(1), buffered.recv(1), buffered.recv(3)] == [b"\x30", b"\x03", b"abc"]
+        assert buffered.pending() == 0
+        right.setblocking(False)
+        try:
+            buffered.recv(1)
+            raise AssertionError("an empty buffer must read the socket, which has nothing")
+        except BlockingIOError:
+            pass
+        left.close()
+        assert buffered.recv(1) == b""  # the peer closed: paho sees the connection lost
+        assert buffered.fileno() == right.fileno()  # select() waits on the real socket
+    finally:
+        right.close()
