@@ -35,7 +35,8 @@ def inject_tag_cloned(
         targets=[f"lot:{leaves}", f"lot:{clone_of}", f"bay:{goods.bay}", f"bay:{original.bay}"],
         injected_at=at, magnitude=1, magnitude_unit="lots",
         primary_rules=["outbound-unauthorized", "inventory-mismatch"],
-        secondary_rules=["substitution-or-hollow", "outbound-unauthorized-cloud"],
+        # geofence: the goods are carried out of their zone to the dock before the gate sees them.
+        secondary_rules=["substitution-or-hollow", "geofence", "outbound-unauthorized-cloud"],
         detail={"cloned_tag": original.tag, "own_tag": goods.tag, "minimum_magnitude": MINIMUM_LOTS},
     )
 

@@ -32,7 +32,8 @@ def inject_tag_moved(
         targets=[f"lot:{lot}", f"lot:{swap_with}", f"bay:{pledged.bay}", f"bay:{released.bay}"],
         injected_at=at, magnitude=1, magnitude_unit="lots",
         primary_rules=["inventory-mismatch", "outbound-unauthorized"],
-        secondary_rules=["substitution-or-hollow", "outbound-unauthorized-cloud"],
+        # geofence: the goods are carried out of their zone to the dock before the gate sees them.
+        secondary_rules=["substitution-or-hollow", "geofence", "outbound-unauthorized-cloud"],
         detail={"tags_swapped": [pledged.tag, released.tag], "minimum_magnitude": MINIMUM_LOTS},
     )
 
