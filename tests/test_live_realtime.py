@@ -4,14 +4,18 @@ One short scenario holds both sides of the demo: an honest truck takes unpledged
 through the gate, then a theft takes two pledged coils the same way. Devices publish over a
 private Mosquitto with their own logins and ACLs; `serve` (edge, cloud, bank API) runs as a real
 process on a clock at 10x; alerts come back only by polling the bank API as the adapter says.
-The same scenario in virtual time gives the same verdicts.
+The same scenario in virtual time gives the same verdicts. A bank's release order, made through
+the bank API at its time in the scenario, lets the same coils leave without an alert.
 """
 
 from __future__ import annotations
 
 import json
 import signal
+from contextlib import contextmanager
 from pathlib import Path
+
+import httpx
 
 import pytest
 import yaml
@@ -54,11 +58,36 @@ def _edit(path: Path, change) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
 
 
+RELEASE = """\
+scenario: live-release
+description: authorized-release, short; the bank releases two coils through its API, then they leave.
+site: small
+seed: 7
+start: "2026-03-02T08:30"
+duration: 240s
+twin: {lidar_scans: false}
+loans:
+  - {id: LN-A-001, bank: bank-a, borrower: acme, amount_cny: 700000, bays: [B01, B02, B09]}
+operations:
+  - {kind: release, at: 5s, loan: LN-A-001, lots: [B01-03, B02-01]}
+  - {kind: outbound, at: 20s, lots: [B01-03, B02-01]}
+expectations:
+  - {kind: no-alerts, rule: outbound-unauthorized}
+  - {kind: no-false-alarms}
+"""
+
+
 @pytest.fixture
 def live_platform(tmp_path):
+    with deployed(tmp_path, "live-gate.yaml", SCENARIO) as deployment:
+        yield deployment
+
+
+@contextmanager
+def deployed(tmp_path: Path, name: str, text: str):
     """A provisioned deployment of the scenario: a broker with its logins and ACLs, and `serve`."""
-    scenario_path = tmp_path / "live-gate.yaml"
-    scenario_path.write_text(SCENARIO, encoding="utf-8")
+    scenario_path = tmp_path / name
+    scenario_path.write_text(text, encoding="utf-8")
     files = provision(load_scenario(scenario_path), tmp_path / "deploy", broker_port=1, api_port=free_port(),
                       speed=SPEED)
     serve_cfg = yaml.safe_load(files["serve.yaml"].read_text(encoding="utf-8"))
@@ -94,6 +123,10 @@ def test_theft_caught_and_honest_outbound_quiet_live_as_in_virtual_time(live_pla
     assert live["drained"] and live["published"] == live["broker_acked"] > 500 and live["broker_refused"] == 0
     assert live["endpoint_answered"] and live["malformed_alerts"] == 0
     assert result["provenance"]["live"] is True and live["unobservable_expectations"] == ["zero-loss"]
+    # the theft's critical alert made the edge command the cameras; each took it, as its TD declares
+    assert live["commands_taken"] >= 1 and live["command_refusals"] == [], live
+    log = (tmp_path / "results" / "live-gate-s7-live" / "events.jsonl").read_text(encoding="utf-8")
+    assert '"kind":"device.command"' in log and '"action":"capture_evidence"' in log
     # the theft: caught by its primary rule, matched to its label, seen by the bank after the act
     detection = result["detections"]["theft-1"]
     assert detection["rule"] == "outbound-unauthorized" and detection["bank_latency_s"] > 0
@@ -110,3 +143,36 @@ def test_theft_caught_and_honest_outbound_quiet_live_as_in_virtual_time(live_pla
     alerts = lambda r: sorted((a["rule"], tuple(sorted(a["targets"]))) for a in r["alerts"])  # noqa: E731
     assert alerts(result) == alerts(virtual)
     assert virtual["false_alarms"] == [] and virtual["missed"] == []
+
+
+@pytest.mark.parametrize("released", [True, False], ids=["release-by-api", "no-release"])
+def test_a_release_made_through_the_bank_api_lets_the_coils_leave_quietly(tmp_path, released):
+    """authorized-release, short and live: the bank's release order goes through the bank API at its
+    time, so the coils that leave after it raise nothing. Without it, the same outbound is caught."""
+    text = RELEASE if released else RELEASE.replace("  - {kind: release, at: 5s, loan: LN-A-001, lots: [B01-03, B02-01]}\n", "")
+    assert (text == RELEASE) == released
+    with deployed(tmp_path, "live-release.yaml", text) as (scenario_path, files, _broker):
+        run = CliRunner().invoke(live_run, [str(scenario_path), "--config", str(files["adapter.yaml"]),
+                                            "--speed", str(SPEED), "--out", str(tmp_path / "results")])
+        adapter = yaml.safe_load(files["adapter.yaml"].read_text(encoding="utf-8"))
+        api, bank_a = adapter["bank_api"]["url"], adapter["bank_api"]["tokens"]["bank-a"]
+        loan = httpx.get(f"{api}/loans/LN-A-001", headers={"Authorization": f"Bearer {bank_a}"}, timeout=10).json()
+    folder = tmp_path / "results" / "live-release-s7-live"
+    result = json.loads((folder / "result.json").read_text(encoding="utf-8"))
+    live, log = result["live"], (folder / "events.jsonl").read_text(encoding="utf-8")
+    assert live["drained"] and live["endpoint_answered"] and live["broker_refused"] == 0
+    caught = [a for a in result["alerts"] if a["rule"] == "outbound-unauthorized"]
+    pledged_now = {lot["id"] for lot in loan["lots"] if lot["pledged"]}
+    if released:
+        assert run.exit_code == 0, run.output
+        [call] = live["bank_calls"]
+        assert (call["operation"], call["kind"], call["status"], call["ok"]) == ("operations[0]", "release", 200, True)
+        assert '"kind":"bank.release"' in log and "bank.release-refused" not in log
+        assert caught == [] and result["false_alarms"] == [] and result["status"] == "SUCCESS"
+        # the platform's book says so too: the API took the coils out of the loan's pledge
+        assert not {"B01-03", "B02-01"} & pledged_now, loan
+    else:
+        assert run.exit_code == 1, run.output  # the no-alerts criterion fails: the outbound is a theft now
+        assert live["bank_calls"] == [] and "bank.release" not in log
+        assert any({"lot:B01-03", "lot:B02-01"} <= set(a["targets"]) for a in caught), result["alerts"]
+        assert result["status"] == "FAILURE" and {"B01-03", "B02-01"} <= pledged_now, loan

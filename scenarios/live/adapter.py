@@ -51,6 +51,7 @@ from cangtwin.scenarios.matching import SeenAlert
 TOPIC_VARIABLES = {"siteId", "deviceId", "event"}  # the TDs' uriVariables, and the event's name
 COMMAND_VARIABLES = {"siteId", "deviceId", "action"}  # the TDs' uriVariables, and the action's name
 CONNECT_TIMEOUT_S = 10.0
+ON_THE_WIRE_S = 0.25  # how long `send` waits for a frame to reach the socket (longer: the broker is away)
 
 
 class AdapterError(Exception):
@@ -333,6 +334,21 @@ class DevicePublisher:
                 self.broker_refused += 1
                 return
         client.publish(topic, frame, qos=1)
+        self._on_the_wire(client)
+
+    @staticmethod
+    def _on_the_wire(client: mqtt.Client) -> None:
+        """Wait until paho's network thread has written the frame to the socket.
+
+        A frame carries the device's clock as it was sealed. paho writes from its own thread, which
+        needs the GIL; the twin's next step (a camera render, a LiDAR cast) can hold it in one native
+        call for hundreds of milliseconds on a loaded machine. Without this wait a frame stamped now
+        could leave that much later: at 10x, 0.5 s of wall time is the edge's 5 s clock-skew limit.
+        Sleeping hands the GIL over, so the frame leaves before the twin moves on.
+        """
+        deadline = time.monotonic() + ON_THE_WIRE_S
+        while client.want_write() and time.monotonic() < deadline:
+            time.sleep(0.0002)
 
     def drain(self, timeout_s: float) -> bool:
         """Wait until the broker has answered every frame; False at the timeout."""

@@ -80,6 +80,12 @@ LIVE_INJECTIONS = (UnauthorizedOutbound, ForgedDevice, DeviceFault, CameraTamper
 OBSERVABLE = (Detect, NoFalseAlarms, NoAlerts)  # the others need the platform's internal counters
 DRAIN_S = 60.0
 STEPS = 100
+# Platform seconds between the devices' joining hello and the run's start: the platform may have
+# counted their silence before the twin ran (device-offline), and its alert about that silence,
+# raised while the hellos are still on their way, must fall before the run's window (which opens
+# CLOCK_SLACK_S early) however loaded the machine; yet the next heartbeats (within one 10 s period
+# of the start) must come before three periods of silence since the hello.
+JOIN_SETTLE_S = CLOCK_SLACK_S + 10.0
 COMMAND_POLL_S = 0.1  # twin seconds between looks at the commands the broker handed over (a LAN's latency)
 
 
@@ -271,11 +277,13 @@ class LiveRun:
         try:
             self.publisher.connect_all()
             self.collector.start()
+            for device in self.rig.fleet.values():  # joining the network, each device says hello at once, so
+                device.emit("heartbeat", {"uptime_s": 0.0, "status": "ok"})  # its earlier silence ends here
+            self.publisher.drain(DRAIN_S)
+            time.sleep(JOIN_SETTLE_S / adapter.speed)
             offset = adapter.platform_now() - env.now
             run_start = env.now + offset
             env.sync()  # the schedule starts now, not when the environment was built
-            for device in self.rig.fleet.values():  # joining the network, each device says hello at once, so
-                device.emit("heartbeat", {"uptime_s": 0.0, "status": "ok"})  # its earlier silence ends here
             self.rig.start_twin()
             env.process(self._take_commands())
             max_lag = 0.0
