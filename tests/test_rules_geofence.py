@@ -167,7 +167,14 @@ def test_after_hours_the_move_in_the_bay_and_the_carry_out_are_two_findings() ->
     assert findings[0].event_time < findings[1].event_time
 
 
-@pytest.mark.parametrize("params, field", [({"min_stand_s": 0}, "min_stand_s"), ({"stand_radius_m": -1}, "stand_radius_m")])
+def test_a_bank_can_switch_the_out_of_zone_finding_off_and_keep_the_hours() -> None:
+    night = dt.datetime(2026, 3, 2, 19, 10, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
+    assert run(steal_to(YARD), out_of_zone=False) == []
+    assert [f.detail["why"] for f in run(steal_to(YARD, Forklift(HOME, clock=night)), out_of_zone=False)] == ["after-hours"]
+
+
+@pytest.mark.parametrize("params, field", [({"min_stand_s": 0}, "min_stand_s"), ({"stand_radius_m": -1}, "stand_radius_m"),
+                                           ({"out_of_zone": "sometimes"}, "out_of_zone")])
 def test_bad_parameters_are_refused_naming_the_field(params: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         geofence.Params(**params)

@@ -44,6 +44,8 @@ class Params(StrictModel):
     # A forklift drives off from where it stopped; its last moving position is at most one 1 Hz
     # period of driving (2.5 m at 2.5 m/s) short of that spot.
     stand_radius_m: float = pydantic.Field(default=4.0, gt=0, le=50)
+    # A bank whose keepers may stage pledged goods in the yard can switch the out-of-zone finding off.
+    out_of_zone: bool = True
 
 
 class Entry(RuleEntry):
@@ -94,7 +96,7 @@ class Geofence(Rule):
         findings = []
         track = self._track(event, geometry, ctx.book)
         carried_from = track.loaded_in
-        if (carried_from is not None and not track.reported
+        if (self.params.out_of_zone and carried_from is not None and not track.reported
                 and not geometry.zones[carried_from.zone].contains(x, y, -margin)):
             track.reported = True
             what = f"out of zone {carried_from.zone}, carrying goods lifted in pledged bay {carried_from.id}"
