@@ -194,6 +194,23 @@ def test_a_turned_camera_alerts_moved_within_ten_seconds(supervised, look_at):
     assert alert.raised_at - t_turn <= 10.0  # brief §9: camera tamper
 
 
+def test_a_truck_standing_on_the_weighbridge_in_the_scale_cameras_view_is_not_a_turned_camera(supervised):
+    """The near miss of a fast `moved`: the truck hides two thirds of the view's contrast for two
+    minutes, but what it leaves visible still lines up with the reference."""
+    rig = supervised.rig
+    rig.run(30)
+    spec = rig.site.spec
+    truck = rig.world.add_truck(spec.truck.tare_kg, tuple(spec.truck.bed_m), (15.0, 12.0))
+    t_on = rig.env.now
+    rig.run(120)
+    rig.world.remove(truck)
+    rig.run(10)
+    standing = [o for o in rig.observations if o.device == "cam-scale" and t_on < o.at < t_on + 120]
+    assert max(o.similarity for o in standing) < 0.5  # the truck is really in the view
+    assert min(o.anchored for o in standing) > 0.5
+    assert supervised.alerts == []
+
+
 def test_a_forklift_crossing_and_hours_of_honest_noise_raise_nothing(supervised):
     rig = supervised.rig
     rig.run(600)
