@@ -32,9 +32,15 @@ def runs(tmp_path_factory):
         yield recorded_runs()
 
 
+def indexed(app, runs):
+    """The app with the day's event log indexed before the first page, as `cangtwin dash DIR` does."""
+    app.server.config["runs"].get(runs["medium"])
+    return app
+
+
 @pytest.fixture(scope="module")
 def server(runs):
-    url, httpd, thread = start(create_app(runs["root"]))
+    url, httpd, thread = start(indexed(create_app(runs["root"]), runs))
     yield url
     httpd.shutdown()
     thread.join(10)
@@ -45,7 +51,7 @@ def users_server(runs):
     """The dashboard with a users file: bank A's risk officer and the operator, with passwords."""
     users = {"alice": User(bank="bank-a", password=generate_password_hash("alice-pw")),
              "ops": User(role="operator", password=generate_password_hash("ops-pw"))}
-    url, httpd, thread = start(create_app(runs["root"], Access(users)))
+    url, httpd, thread = start(indexed(create_app(runs["root"], Access(users)), runs))
     yield url
     httpd.shutdown()
     thread.join(10)
