@@ -64,7 +64,7 @@ def only_pledged(book: BookView, bay: str) -> tuple[str, ...]:
     return tuple(lots) if all(lot in book.pledged and lot not in book.released for lot in lots) else ()
 
 
-@dataclass
+@dataclass(slots=True)
 class _Forklift:
     """What one positioning tag's track says: where it last moved, and the load it is inferred to hold."""
 
@@ -85,38 +85,46 @@ class Geofence(Rule):
         super().__init__(entry)
         self._last_alert: dict[tuple[str, str, str], float] = {}
         self._tracks: dict[str, _Forklift] = {}
+        self._min_stand_s = self.params.min_stand_s
 
     def evaluate(self, event: DeviceMessage, ctx: EdgeContext) -> list[Finding]:
-        if event.kind != "position" or event.payload.speed_mps < self.params.min_speed_mps:
+        if event.kind != "position":
+            return []
+        payload = event.payload
+        if payload.speed_mps < self.params.min_speed_mps:
             return []
         geometry = ctx.extra.get("geometry")
         if not isinstance(geometry, SiteGeometry):
             raise LookupError(f"rule {self.entry.id}: site {ctx.site} was provisioned without a SiteGeometry")
-        x, y, margin = event.payload.x_m, event.payload.y_m, self.params.margin_m
+        x, y, clock = payload.x_m, payload.y_m, event.clock
+        track = self._tracks.get(event.device)
+        if track is not None and track.clock <= clock < track.clock + self._min_stand_s:
+            track.clock, track.x, track.y = clock, x, y  # driving on: runs for nearly every position
+        else:
+            track = self._follow(track, event, geometry, ctx.book)
         findings = []
-        track = self._track(event, geometry, ctx.book)
-        carried_from = track.loaded_in
-        if (self.params.out_of_zone and carried_from is not None and not track.reported
-                and not geometry.zones[carried_from.zone].contains(x, y, -margin)):
+        bay = track.loaded_in
+        if (bay is not None and not track.reported and self.params.out_of_zone
+                and not geometry.zones[bay.zone].contains(x, y, -self.params.margin_m)):
             track.reported = True
-            what = f"out of zone {carried_from.zone}, carrying goods lifted in pledged bay {carried_from.id}"
-            findings += self._finding("out-of-zone", carried_from, event, ctx, what, lots=track.lots)
-        if not geometry.in_working_hours(event.clock):
-            bay = geometry.bay_at(x, y, margin)
+            what = f"out of zone {bay.zone}, carrying goods lifted in pledged bay {bay.id}"
+            findings += self._finding("out-of-zone", bay, event, ctx, what, lots=track.lots)
+        if not geometry.in_working_hours(clock):
+            bay = geometry.bay_at(x, y, self.params.margin_m)
             if bay is not None and bay.id in pledged_bays(ctx.book):
                 findings += self._finding("after-hours", bay, event, ctx,
                                           f"in pledged bay {bay.id} outside working hours")
         return findings
 
-    def _track(self, event: DeviceMessage, geometry: SiteGeometry, book: BookView) -> _Forklift:
-        """Follow the tag's stops, and so the load (and the bay it came from) it is inferred to hold."""
+    def _follow(self, track: _Forklift | None, event: DeviceMessage, geometry: SiteGeometry,
+                book: BookView) -> _Forklift:
+        """A tag's first position, a late one, or the first after a stop: what its load now is."""
         x, y = event.payload.x_m, event.payload.y_m
-        track = self._tracks.get(event.device)
         if track is None:
             track = self._tracks[event.device] = _Forklift(event.clock, x, y)
         if event.clock < track.clock:  # reordered on the link: too late to say where it stood
             return track
-        if event.clock - track.clock >= self.params.min_stand_s:
+        if event.clock - track.clock >= self._min_stand_s:
             track.reported = False
             if math.hypot(x - track.x, y - track.y) > self.params.stand_radius_m:
                 # Lost track of it: forget the load, never guess.
