@@ -1,9 +1,9 @@
-"""The twin drives cangtwin's live platform in real time (10x), through the adapter alone.
+"""The twin drives cangtwin's live platform in real time (5x), through the adapter alone.
 
 One short scenario holds both sides of the demo: an honest truck takes unpledged goods out
 through the gate, then a theft takes two pledged coils the same way. Devices publish over a
 private Mosquitto with their own logins and ACLs; `serve` (edge, cloud, bank API) runs as a real
-process on a clock at 10x; alerts come back only by polling the bank API as the adapter says.
+process on a clock at 5x; alerts come back only by polling the bank API as the adapter says.
 The same scenario in virtual time gives the same verdicts. A bank's release order, made through
 the bank API at its time in the scenario, lets the same coils leave without an alert.
 """
@@ -30,7 +30,10 @@ from cangtwin.scenarios.spec import load_scenario
 from services import MissingBinary, free_port, skip_or_fail, start_mosquitto
 from test_live_serve import launch_serve, serving
 
-SPEED = 10.0  # budgets at 10x: 0.5 s wall for a frame to reach the edge (5 s clock skew), ~2 s for a twin stall
+# Budgets at 5x: 1 s of wall time for a frame to reach the edge (5 s clock skew), ~6 s for a stall.
+# At 10x (0.5 s) a loaded 2-core machine (load 11-16) broke it: frames took up to 0.56 s from the
+# harness through Mosquitto to an outside subscriber, with the processes waiting for a core.
+SPEED = 5.0
 SCENARIO = """\
 scenario: live-gate
 description: An honest outbound of unpledged goods, then two pledged coils leave with no release.
@@ -126,7 +129,7 @@ def test_theft_caught_and_honest_outbound_quiet_live_as_in_virtual_time(live_pla
     # the theft's critical alert made the edge command the cameras; each took it, as its TD declares
     assert live["commands_taken"] >= 1 and live["command_refusals"] == [], live
     log = (tmp_path / "results" / "live-gate-s7-live" / "events.jsonl").read_text(encoding="utf-8")
-    assert '"kind":"device.command"' in log and '"action":"capture_evidence"' in log
+    assert '"ev":"device.command"' in log and '"action":"capture_evidence"' in log
     # the theft: caught by its primary rule, matched to its label, seen by the bank after the act
     detection = result["detections"]["theft-1"]
     assert detection["rule"] == "outbound-unauthorized" and detection["bank_latency_s"] > 0
@@ -167,7 +170,7 @@ def test_a_release_made_through_the_bank_api_lets_the_coils_leave_quietly(tmp_pa
         assert run.exit_code == 0, run.output
         [call] = live["bank_calls"]
         assert (call["operation"], call["kind"], call["status"], call["ok"]) == ("operations[0]", "release", 200, True)
-        assert '"kind":"bank.release"' in log and "bank.release-refused" not in log
+        assert '"ev":"bank.release"' in log and "bank.release-refused" not in log
         assert caught == [] and result["false_alarms"] == [] and result["status"] == "SUCCESS"
         # the platform's book says so too: the API took the coils out of the loan's pledge
         assert not {"B01-03", "B02-01"} & pledged_now, loan
