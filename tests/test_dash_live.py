@@ -97,6 +97,12 @@ def test_live_view_follows_a_running_platform(browser, platform, mosquitto):  # 
         assert alert_id not in browser.find_element(By.TAG_NAME, "body").text
         assert rows(browser, ".live-receipt-row") == [] and text(browser, "no-live-receipts")
         shoot(browser, "live-bank-b")
+        browser.find_element(By.XPATH, "//label[contains(., '中文')]").click()
+        wait(browser, lambda d: "正在跟踪" in text(d, "live-status"), "the Chinese status line")
+        assert text(browser, "tab-live") == "实时" and text(browser, "no-live-alerts") == "该令牌暂无可见告警。"
+        assert "押品状态" in browser.find_element(By.ID, "panel-live").text
+        browser.find_element(By.XPATH, "//label[contains(., 'English')]").click()
+        wait(browser, lambda d: "Following" in text(d, "live-status"), "English again")
 
         type_into(browser, "live-token", "ctw_not-a-token")
         browser.find_element(By.ID, "live-connect").click()
