@@ -128,3 +128,21 @@ def test_live_client_refuses_bad_addresses_and_tokens(platform):
     assert snap.me["bank"] == "bank-b" and snap.loans == [] and snap.alerts == [] and snap.receipts == []
     with pytest.raises(LiveError, match=r"GET /v1/alerts/small-A000001: path.alert_id: no alert"):
         client.alert("small-A000001")
+
+
+def test_dash_command_refuses_live_options_it_cannot_use(tmp_path):
+    from click.testing import CliRunner
+
+    from cangtwin.dash_app.cli import dash
+    from services import free_port
+
+    runner = CliRunner()
+    silent = runner.invoke(dash, ["--live", f"http://127.0.0.1:{free_port()}", "--token", "ctw_x"])
+    assert silent.exit_code == 2 and "no answer from the bank API" in silent.output, silent.output
+    alone = runner.invoke(dash, ["--token", "ctw_x"])
+    assert alone.exit_code == 2 and "--token: give --live URL as well" in alone.output
+    keys = tmp_path / "parties.json"
+    keys.write_text('{"bank": "not base64!"}')
+    bad_keys = runner.invoke(dash, ["--live", "http://127.0.0.1:1", "--token", "ctw_x", "--keys", str(keys)])
+    assert bad_keys.exit_code == 2 and f"{keys}: not the parties' keys" in bad_keys.output, bad_keys.output
+    assert "Traceback" not in silent.output + alone.output + bad_keys.output
