@@ -37,6 +37,7 @@ PANELS = {"replay": "panel-replay", "sensors": "panel-sensors", "alerts": "panel
           "compare": "panel-compare", "sweep": "sweep-body", "live": "panel-live"}
 PANEL = {"padding": "8px 12px", "border": "1px solid #e0e0e0", "borderRadius": "6px", "marginBottom": "10px"}
 EMPTY = {"data": [], "layout": {"xaxis": {"visible": False}, "yaxis": {"visible": False}}}
+ENTRY_STYLE = {"fontSize": "11px", "whiteSpace": "pre-wrap", "wordBreak": "break-all"}  # hashes wrap too
 ERROR_STYLE = {"background": "#ffebee", "color": "#b71c1c", "padding": "8px 12px", "borderRadius": "6px",
                "margin": "6px 0", "fontWeight": "bold"}
 
@@ -533,7 +534,7 @@ def alert_detail(run: RunView, alert_id: str, viewer: str | None, lang: str):
         entries = html.Div(tr("no_package", lang))
     else:
         entries = html.Ul([html.Li([html.Div(tr("entry", lang, index=e.index, size=e.tree_size, n=e.proof_hashes)),
-                                    html.Code(e.text[:400], style={"fontSize": "11px", "whiteSpace": "pre-wrap"})],
+                                    html.Code(e.text[:400], style=ENTRY_STYLE)],
                                    className="evidence-entry") for e in ev.evidence_entries(path)],
                           style={"maxHeight": "360px", "overflowY": "auto"})
     return html.Div([html.H4(f"{alert['id']}: {alert['summary']}", id="alert-title"), table,

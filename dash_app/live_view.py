@@ -29,6 +29,7 @@ POLL_MS = 1000
 log = logging.getLogger("cangtwin.dash")
 CLI = "cli"  # the connection given on the command line
 PANEL = {"padding": "8px 12px", "border": "1px solid #e0e0e0", "borderRadius": "6px", "marginBottom": "10px"}
+ENTRY_STYLE = {"fontSize": "11px", "whiteSpace": "pre-wrap", "wordBreak": "break-all"}  # hashes wrap too
 ERROR_STYLE = {"background": "#ffebee", "color": "#b71c1c", "padding": "8px 12px", "borderRadius": "6px",
                "margin": "6px 0", "fontWeight": "bold"}
 BAND_COLOURS = {"ok": "#2e7d32", "warning": "#f9a825", "margin-call": "#ef6c00", "disposal": "#c62828"}
@@ -173,7 +174,7 @@ def alert_detail(client: LiveClient, alert_id: str, lang: str) -> html.Div:
     try:
         entries = package_entries(client.evidence(alert_id), f"{client.base}/v1/alerts/{alert_id}/evidence")
         evidence = html.Ul([html.Li([html.Div(tr("entry", lang, index=e.index, size=e.tree_size, n=e.proof_hashes)),
-                                     html.Code(e.text[:400], style={"fontSize": "11px", "whiteSpace": "pre-wrap"})],
+                                     html.Code(e.text[:400], style=ENTRY_STYLE)],
                                     className="live-evidence-entry") for e in entries],
                            style={"maxHeight": "300px", "overflowY": "auto"})
     except EvidencePending:
