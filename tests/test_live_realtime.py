@@ -11,6 +11,8 @@ the bank API at its time in the scenario, lets the same coils leave without an a
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import signal
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +36,7 @@ from test_live_serve import launch_serve, serving
 # At 10x (0.5 s) a loaded 2-core machine (load 11-16) broke it: frames took up to 0.56 s from the
 # harness through Mosquitto to an outside subscriber, with the processes waiting for a core.
 SPEED = 5.0
+LIBRARY = Path(__file__).resolve().parents[1] / "scenarios" / "library"
 SCENARIO = """\
 scenario: live-gate
 description: An honest outbound of unpledged goods, then two pledged coils leave with no release.
@@ -179,3 +182,41 @@ def test_a_release_made_through_the_bank_api_lets_the_coils_leave_quietly(tmp_pa
         assert live["bank_calls"] == [] and "bank.release" not in log
         assert any({"lot:B01-03", "lot:B02-01"} <= set(a["targets"]) for a in caught), result["alerts"]
         assert result["status"] == "FAILURE" and {"B01-03", "B02-01"} <= pledged_now, loan
+
+
+RULES = """\
+scenario: live-rules
+description: The operator puts rule files in force through the API; a broken one and a repeat are refused.
+site: small
+seed: 7
+start: "2026-03-02T08:30"
+duration: 40s
+twin: {lidar_scans: false}
+loans:
+  - {id: LN-A-001, bank: bank-a, borrower: acme, amount_cny: 700000, bays: [B01, B02, B09]}
+operations:
+  - {kind: rules-update, at: 5s, file: rules/broken.yaml}
+  - {kind: rules-update, at: 10s, file: rules/min-two-lots.yaml}
+  - {kind: rules-update, at: 15s, file: rules/min-two-lots.yaml}
+expectations:
+  - {kind: no-false-alarms}
+"""
+
+
+def test_rule_files_go_in_force_through_the_bank_api_with_the_operators_token(tmp_path):
+    shutil.copytree(LIBRARY / "rules", tmp_path / "rules")
+    with deployed(tmp_path, "live-rules.yaml", RULES) as (scenario_path, files, _broker):
+        run = CliRunner().invoke(live_run, [str(scenario_path), "--config", str(files["adapter.yaml"]),
+                                            "--speed", str(SPEED), "--out", str(tmp_path / "results")])
+        adapter = yaml.safe_load(files["adapter.yaml"].read_text(encoding="utf-8"))
+        current = httpx.get(adapter["bank_api"]["url"] + "/rulesets/current", timeout=10,
+                            headers={"Authorization": f"Bearer {adapter['bank_api']['operator']}"}).json()
+    assert run.exit_code == 0, run.output
+    folder = tmp_path / "results" / "live-rules-s7-live"
+    calls = json.loads((folder / "result.json").read_text(encoding="utf-8"))["live"]["bank_calls"]
+    assert [(c["operation"], c["status"], c["ok"]) for c in calls] == [
+        ("operations[0]", 422, True), ("operations[1]", 201, True), ("operations[2]", 409, True)]
+    assert re.search(r"broken\.yaml:\d+: rules\[0\]\.params\.min_lots", calls[0]["message"]), calls[0]
+    assert current["text"] == (LIBRARY / "rules" / "min-two-lots.yaml").read_text(encoding="utf-8")
+    log = (folder / "events.jsonl").read_text(encoding="utf-8")
+    assert log.count('"ev":"bank.rules-refused"') == 2 and log.count('"ev":"bank.rules-update"') == 1

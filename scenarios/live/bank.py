@@ -124,7 +124,5 @@ def _message(response: httpx.Response) -> str:
     except ValueError:
         return response.text[:200]
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        error = body["error"]
-        field = error.get("field")
-        return f"{field}: {error.get('message')}" if field else str(error.get("message"))
+        return str(body["error"].get("message"))  # it names the request and the field already
     return "ok" if response.is_success else str(body)[:200]
