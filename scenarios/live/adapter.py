@@ -344,10 +344,11 @@ class DevicePublisher:
         needs the GIL; the twin's next step (a camera render, a LiDAR cast) can hold it in one native
         call for hundreds of milliseconds on a loaded machine. Without this wait a frame stamped now
         could leave that much later: at 10x, 0.5 s of wall time is the edge's 5 s clock-skew limit.
-        Sleeping hands the GIL over, so the frame leaves before the twin moves on.
+        Sleeping hands the GIL over, so the frame leaves before the twin moves on. While the broker
+        is away paho keeps the frame for later, and the twin does not wait for it.
         """
         deadline = time.monotonic() + ON_THE_WIRE_S
-        while client.want_write() and time.monotonic() < deadline:
+        while client.want_write() and client.is_connected() and time.monotonic() < deadline:
             time.sleep(0.0002)
 
     def drain(self, timeout_s: float) -> bool:
