@@ -40,9 +40,6 @@ class BankCall:
     message: str
     ok: bool
 
-    def line(self) -> str:
-        return f"{self.operation} {self.kind}: {self.status or 'no answer'}: {self.message}"
-
 
 def check_bank_api(scenario: Scenario, adapter: Adapter) -> None:
     """InputError (one line naming the adapter file and the missing field) when the scenario has a
@@ -72,9 +69,6 @@ class BankDesk:
         self.api = adapter.spec.bank_api
         self.banks = {loan.id: loan.bank for loan in scenario.spec.loans}
         self.calls: list[BankCall] = []
-
-    def operations(self) -> list[tuple[int, Release | RulesUpdate]]:
-        return [(i, op) for i, op in enumerate(self.scenario.spec.operations) if isinstance(op, BANK_OPERATIONS)]
 
     def make(self, index: int, op: Release | RulesUpdate) -> BankCall:
         """Make one operation now; a refusal is kept, not raised (the run's result reports it)."""
@@ -112,9 +106,6 @@ class BankDesk:
         took = time.monotonic() - started
         return BankCall(where, kind, at, response.status_code, f"{message} ({took * 1000:.0f} ms)",
                         response.status_code in expected)
-
-    def failures(self) -> list[str]:
-        return [call.line() for call in self.calls if not call.ok]
 
 
 def _message(response: httpx.Response) -> str:
