@@ -115,7 +115,8 @@ def floor_plan(replay: Replay, t: float, lang: str, viewer: str | None, warehous
                 "layer": "below"} for z in spec.zones.values()]
     shapes += [{"type": "rect", "x0": w.rect.x0, "y0": w.rect.y0, "x1": w.rect.x1, "y1": w.rect.y1,
                 "fillcolor": "#cfd8dc", "line": {"color": "#78909c"}, "layer": "below"} for w in spec.weighbridges]
-    annotations = [{"x": g.position[0], "y": g.position[1], "text": short(g.id), "showarrow": False, "font": {"size": 10}}
+    annotations = [{"x": g.position[0], "y": g.position[1], "text": short(g.id), "showarrow": False, "font": {"size": 10},
+                    "yshift": -14}  # below its gate sensor marker, not on it
                    for g in spec.gates]
     in_window = [w for w in replay.windows if w.start <= t <= w.end]
     title = f"{tr('floor', lang)}{' · ' + spec.site if warehouse is not None else ''} · {clock(t, spec.timezone, with_date=True)}"
