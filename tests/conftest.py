@@ -48,3 +48,10 @@ def postgres_dsn(postgres_server: PostgresInstance) -> Iterator[str]:
         yield dsn
     finally:
         postgres_server.drop_database(name)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the dashboard tests last. Their recorded runs (a 24 h `medium` day among them) start in
+    other processes when those modules are collected; on two cores the rest of the suite runs
+    beside the recording instead of waiting for it."""
+    items.sort(key=lambda item: item.path.name.startswith("test_dash_"))
