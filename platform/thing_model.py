@@ -48,7 +48,7 @@ def _field_type(name: str, schema: dict[str, Any]) -> Any:
     return Annotated[py, msgspec.Meta(**bounds)] if bounds else py
 
 
-def _payload_struct(td_title: str, kind: str, data: dict[str, Any]) -> type[msgspec.Struct]:
+def payload_struct(td_title: str, kind: str, data: dict[str, Any]) -> type[msgspec.Struct]:
     if data.get("type") != "object":
         raise ThingModelError(f"{td_title}: event {kind!r} data must be an object schema")
     required = set(data.get("required", []))
@@ -70,7 +70,7 @@ class ThingModel:
         if not isinstance(events, dict) or not events:
             raise ThingModelError(f"{self.title or self.id}: a device TD must declare its events")
         self.decoders: dict[str, msgspec.msgpack.Decoder] = {
-            kind: msgspec.msgpack.Decoder(_payload_struct(self.title, kind, spec.get("data", {})))
+            kind: msgspec.msgpack.Decoder(payload_struct(self.title, kind, spec.get("data", {})))
             for kind, spec in events.items()
         }
 

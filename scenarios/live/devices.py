@@ -18,7 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cangtwin.platform.live import topics
-from cangtwin.platform.thing_model import _payload_struct
+from cangtwin.platform.thing_model import payload_struct
 from cangtwin.platform.wire import split
 
 WAIT_S = 10.0
@@ -43,7 +43,7 @@ class DeviceActions:
                 if content != {ACTION_CONTENT_TYPE}:
                     raise ValueError(f"{device_type}: action {action}: forms must carry {ACTION_CONTENT_TYPE}, "
                                      f"not {', '.join(sorted(content)) or 'nothing'}")
-                struct = _payload_struct(td.get("title", device_type), action, affordance.get("input", {}))
+                struct = payload_struct(td.get("title", device_type), action, affordance.get("input", {}))
                 self.decoders[(device_type, action)] = msgspec.msgpack.Decoder(struct)
 
     def actions(self, device_type: str | None) -> list[str]:
