@@ -49,6 +49,8 @@ def _field_type(name: str, schema: dict[str, Any]) -> Any:
 
 
 def payload_struct(td_title: str, kind: str, data: dict[str, Any]) -> type[msgspec.Struct]:
+    """A strict msgspec type for one affordance's schema (event data or action input), so a
+    payload with a missing, mistyped or unknown field is refused at decode time."""
     if data.get("type") != "object":
         raise ThingModelError(f"{td_title}: event {kind!r} data must be an object schema")
     required = set(data.get("required", []))
