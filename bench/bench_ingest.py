@@ -169,16 +169,19 @@ def generate(site: Site, seconds: float, seed: int = 7) -> Traffic:
 
 
 def _forklifts(site: Site, rng: np.random.Generator, start: float, end: float, events: dict) -> None:
-    """Dock ↔ bay runs along the aisles (x, then y), 1 Hz while moving, ~10 cm ranging noise."""
+    """Dock ↔ bay runs along the aisles (x, then y), 1 Hz while moving, ~10 cm ranging noise.
+    The runs serve unpledged bays only: a forklift carrying pledged goods to a dock is what
+    `geofence` rightly flags, and this is honest traffic."""
     spec = site.spec
     period = 1.0 / spec.rates.positioning_hz
+    free_bays = [bay for bay in spec.bays if bay.id not in PLEDGED_BAYS]
     for fl in spec.forklifts:
         tag = next(d.id for d in spec.devices if d.forklift == fl.id)
         at, t = tuple(fl.home), start + rng.uniform(0, 30)
         to_bay = True
         while t < end:
             if to_bay:
-                goal = spec.bays[int(rng.integers(len(spec.bays)))].rect.center
+                goal = free_bays[int(rng.integers(len(free_bays)))].rect.center
             else:
                 goal = tuple(spec.docks[int(rng.integers(len(spec.docks)))].position)
             dx, dy = goal[0] - at[0], goal[1] - at[1]
