@@ -9,7 +9,7 @@ from typing import Iterable
 import msgspec
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cangtwin.devices.loadcell import NOISE_K, LoadCellParams, WeighbridgeIndicator
@@ -236,6 +236,7 @@ def test_person_stepping_onto_the_loaded_plate_is_a_plateau_step_judged_while_th
     temperature=st.floats(*R76_CLASS_III.temperature_range_c),
     seed=st.integers(0, 2**32 - 1),
 )
+@example(load=5000.0, hold_s=8.0, pause_at=0, pause_s=4.625, temperature=0.0, seed=1555)  # too short to settle
 def test_honest_weighings_with_pauses_on_and_off_the_plate_raise_nothing(
     load: float, hold_s: float, pause_at: int, pause_s: float, temperature: float, seed: int
 ) -> None:
@@ -246,7 +247,14 @@ def test_honest_weighings_with_pauses_on_and_off_the_plate_raise_nothing(
 
     drive_off = [load - a for a in axles(load)[1:]]  # the steer axle leaves first
     segments = [(0.0, 2.0), *pausing(axles(load)), (load, hold_s), *pausing(drive_off), (0.0, 10.0)]
-    assert run(rule(), context(), messages(trace(segments, seed=seed, temperature=temperature))) == []
+    found = run(rule(), context(), messages(trace(segments, seed=seed, temperature=temperature)))
+    assert "plateau-step" not in checks(found)
+    # A stand too short for the scale to settle 3 s is rightly an unstable weighing (hypothesis found
+    # one: 8 s on the plate after a 4.6 s pause rolling on); a normal stand raises nothing at all.
+    if hold_s >= 20.0:
+        assert found == []
+    else:
+        assert set(checks(found)) <= {"unstable"}
 
 
 @pytest.mark.parametrize("person_kg", [E, E + 5.0])
