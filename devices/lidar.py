@@ -183,9 +183,12 @@ class LidarDevice(Device):
             warehouse.world.client, (-FLOOR_MARGIN_M, -FLOOR_MARGIN_M, b.width_m + FLOOR_MARGIN_M, b.depth_m + FLOOR_MARGIN_M)
         )
         warehouse.world.listeners.append(self.world_scene.note)
-        self._rays = o3d.core.Tensor(
-            np.concatenate([np.broadcast_to(self.position, self.directions.shape), self.directions], axis=1).astype(np.float32)
+        # Shared with numpy, not allocated by Open3D: Open3D exits the process with status 1 when its
+        # own allocations outlive the interpreter (a run kept alive to the end of a test session).
+        self._rays_np = np.ascontiguousarray(
+            np.concatenate([np.broadcast_to(self.position, self.directions.shape), self.directions], axis=1), dtype=np.float32
         )
+        self._rays = o3d.core.Tensor.from_numpy(self._rays_np)
         self._directions32 = self.directions.astype(np.float32)
         self._clean: np.ndarray | None = None
         self._clean32: np.ndarray | None = None
