@@ -123,8 +123,8 @@ class WorldScene:
         scene = o3d.t.geometry.RaycastingScene()
         if vertices:
             scene.add_triangles(
-                o3d.core.Tensor(np.concatenate(vertices).astype(np.float32)),
-                o3d.core.Tensor(np.concatenate(triangles).astype(np.uint32)),
+                o3d.core.Tensor.from_numpy(np.concatenate(vertices).astype(np.float32)),
+                o3d.core.Tensor.from_numpy(np.concatenate(triangles).astype(np.uint32)),
             )
         return scene
 
