@@ -44,6 +44,15 @@ def _duration(value: object) -> object:
 Seconds = Annotated[float, pydantic.BeforeValidator(_duration), pydantic.Field(ge=0)]
 
 
+def _longer_than_zero(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be longer than 0 s")
+    return value
+
+
+PositiveSeconds = Annotated[Seconds, pydantic.AfterValidator(_longer_than_zero)]
+
+
 class Loan(StrictModel):
     id: str
     bank: str
@@ -348,15 +357,8 @@ class ClimateFault(StrictModel):
     zone: str
     cause: Literal["hvac-failure", "leak"]
     magnitude: float = pydantic.Field(gt=0, le=60)
-    duration: Seconds
+    duration: PositiveSeconds
     tau_s: float = pydantic.Field(default=600.0, gt=0, le=86400)
-
-    @pydantic.field_validator("duration")
-    @classmethod
-    def _lasts(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be longer than 0 s")
-        return value
 
 
 class LotsMoved(StrictModel):
@@ -386,14 +388,7 @@ class PriceSlide(StrictModel):
     at: Seconds
     commodity: str
     drop: float = pydantic.Field(gt=0, lt=1)
-    over: Seconds
-
-    @pydantic.field_validator("over")
-    @classmethod
-    def _lasts(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be longer than 0 s")
-        return value
+    over: PositiveSeconds
 
 
 Injection = Annotated[
